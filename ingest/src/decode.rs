@@ -1,0 +1,503 @@
+//! Turning one message's bytes into a validated [`Event`], or a [`Rejection`] saying why not.
+//!
+//! The decoder walks the JSON object once with a hand-written serde visitor: field names are
+//! matched without allocating, strings are borrowed from the input when unescaped, and every
+//! way the input can be wrong maps to one [`RejectReason`]. Aliases (`emoji_type`, `event`,
+//! `user_tier`, `timestamp`) fill the same slot as their canonical field, so giving both is a
+//! [`RejectReason::DuplicateField`] rather than a silent choice.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::event::{
+    Event, DEFAULT_EVENT_TYPE, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_TS_MS, MAX_USER_ID_BYTES,
+};
+use crate::reject::{RejectReason, Rejection};
+
+/// Decodes and validates one message. `fallback_ts` is the event time to use when the message
+/// has none (the Kafka message timestamp, or the server clock for HTTP); a file has none.
+pub fn decode_event(bytes: &[u8], fallback_ts: Option<i64>) -> Result<Event<'_>, Rejection> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "message is {} bytes, the limit is {MAX_MESSAGE_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = match de.deserialize_any(TopVisitor) {
+        Ok(fields) => fields,
+        Err(e) => return Err(Rejection::new(RejectReason::InvalidJson, e.to_string())),
+    };
+    if let Err(e) = de.end() {
+        return Err(Rejection::new(RejectReason::InvalidJson, e.to_string()));
+    }
+    fields?.validate(fallback_ts)
+}
+
+/// The slots of an event, filled from canonical names or aliases.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    UserId,
+    Emoji,
+    EventType,
+    Tier,
+    Amount,
+    Ts,
+}
+
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Slot::UserId => "user_id",
+            Slot::Emoji => "emoji",
+            Slot::EventType => "event_type",
+            Slot::Tier => "tier",
+            Slot::Amount => "amount",
+            Slot::Ts => "ts",
+        }
+    }
+}
+
+/// A field name as read: the slot it fills (and the spelling used), or an unknown field.
+struct Key(Option<(Slot, &'static str)>);
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                let slot = match v {
+                    "user_id" => (Slot::UserId, "user_id"),
+                    "emoji" => (Slot::Emoji, "emoji"),
+                    "emoji_type" => (Slot::Emoji, "emoji_type"),
+                    "event_type" => (Slot::EventType, "event_type"),
+                    "event" => (Slot::EventType, "event"),
+                    "tier" => (Slot::Tier, "tier"),
+                    "user_tier" => (Slot::Tier, "user_tier"),
+                    "amount" => (Slot::Amount, "amount"),
+                    "ts" => (Slot::Ts, "ts"),
+                    "timestamp" => (Slot::Ts, "timestamp"),
+                    _ => return Ok(Key(None)),
+                };
+                Ok(Key(Some(slot)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A JSON value reduced to what validation needs: its type, and strings and numbers as given.
+enum Value<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// An unsigned integer beyond `i64`.
+    BigInt,
+    Float(f64),
+    Null,
+    /// A boolean, array or object.
+    Other(&'static str),
+}
+
+impl Value<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "a string",
+            Value::Int(_) | Value::BigInt => "an integer",
+            Value::Float(_) => "a number with a fraction or exponent",
+            Value::Null => "null",
+            Value::Other(t) => t,
+        }
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value<'de>, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value<'de>, E> {
+        Ok(Value::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value<'de>, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value<'de>, E> {
+        Ok(i64::try_from(v).map_or(Value::BigInt, Value::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value<'de>, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Value<'de>, E> {
+        Ok(Value::Other("a boolean"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value<'de>, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Other("an array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Other("an object"))
+    }
+}
+
+/// The fields of an object as read, before validation.
+#[derive(Default)]
+struct Fields<'a> {
+    user_id: Option<Value<'a>>,
+    emoji: Option<Value<'a>>,
+    event_type: Option<Value<'a>>,
+    tier: Option<Value<'a>>,
+    amount: Option<Value<'a>>,
+    ts: Option<Value<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    fn slot(&mut self, slot: Slot) -> &mut Option<Value<'a>> {
+        match slot {
+            Slot::UserId => &mut self.user_id,
+            Slot::Emoji => &mut self.emoji,
+            Slot::EventType => &mut self.event_type,
+            Slot::Tier => &mut self.tier,
+            Slot::Amount => &mut self.amount,
+            Slot::Ts => &mut self.ts,
+        }
+    }
+
+    fn validate(self, fallback_ts: Option<i64>) -> Result<Event<'a>, Rejection> {
+        let user_id = required(string_field(self.user_id, Slot::UserId, MAX_USER_ID_BYTES)?, "user_id")?;
+        let emoji = string_field(self.emoji, Slot::Emoji, MAX_LABEL_BYTES)?;
+        if let Some(e) = &emoji {
+            if e.chars().any(char::is_control) {
+                return Err(Rejection::new(
+                    RejectReason::ControlCharacter,
+                    "emoji contains a control character",
+                ));
+            }
+        }
+        let event_type = match string_field(self.event_type, Slot::EventType, MAX_LABEL_BYTES)? {
+            Some(t) => t,
+            None if emoji.is_some() => Cow::Borrowed(DEFAULT_EVENT_TYPE),
+            None => {
+                return Err(Rejection::new(
+                    RejectReason::MissingField,
+                    "event_type is required when there is no emoji",
+                ))
+            }
+        };
+        let tier = string_field(self.tier, Slot::Tier, MAX_LABEL_BYTES)?;
+        let amount = match present(self.amount) {
+            None => None,
+            Some(Value::Int(i)) => Some(i as f64),
+            Some(Value::Float(f)) if f.is_finite() => Some(f),
+            Some(v) => return Err(wrong_type("amount", "a finite number", &v)),
+        };
+        let ts = match present(self.ts) {
+            Some(v) => timestamp(v)?,
+            None => fallback_ts.ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::MissingField,
+                    "ts (or timestamp) is required: this source gives no message time",
+                )
+            })?,
+        };
+        Ok(Event {
+            user_id,
+            emoji,
+            event_type,
+            tier,
+            amount,
+            ts,
+        })
+    }
+}
+
+/// `null` counts as absent.
+fn present(v: Option<Value<'_>>) -> Option<Value<'_>> {
+    v.filter(|v| !matches!(v, Value::Null))
+}
+
+fn required<T>(v: Option<T>, name: &str) -> Result<T, Rejection> {
+    v.ok_or_else(|| Rejection::new(RejectReason::MissingField, format!("{name} is required")))
+}
+
+fn wrong_type(field: &str, expected: &str, got: &Value<'_>) -> Rejection {
+    Rejection::new(
+        RejectReason::WrongType,
+        format!("{field} must be {expected}, got {}", got.type_name()),
+    )
+}
+
+fn string_field<'a>(
+    v: Option<Value<'a>>,
+    slot: Slot,
+    max_bytes: usize,
+) -> Result<Option<Cow<'a, str>>, Rejection> {
+    let name = slot.name();
+    match present(v) {
+        None => Ok(None),
+        Some(Value::Str(s)) if s.is_empty() => Err(Rejection::new(
+            RejectReason::EmptyField,
+            format!("{name} must not be empty"),
+        )),
+        Some(Value::Str(s)) if s.len() > max_bytes => Err(Rejection::new(
+            RejectReason::FieldTooLong,
+            format!("{name} is {} bytes, the limit is {max_bytes}", s.len()),
+        )),
+        Some(Value::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(name, "a string", &other)),
+    }
+}
+
+fn timestamp(v: Value<'_>) -> Result<i64, Rejection> {
+    let ms = match v {
+        Value::Int(ms) => ms,
+        Value::Str(s) => parse_rfc3339_ms(&s)?,
+        Value::BigInt => i64::MAX,
+        other => return Err(wrong_type("ts", "integer milliseconds or an RFC 3339 string", &other)),
+    };
+    if !(0..=MAX_TS_MS).contains(&ms) {
+        return Err(Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!("ts {ms} is outside 1970-01-01..=9999-12-31"),
+        ));
+    }
+    Ok(ms)
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time such as `2026-11-22T08:00:00.250Z`.
+pub fn parse_rfc3339_ms(s: &str) -> Result<i64, Rejection> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            Rejection::new(
+                RejectReason::InvalidTimestamp,
+                format!("timestamp {s:?} is not RFC 3339: {e}"),
+            )
+        })?;
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).map_err(|_| {
+        Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!("timestamp {s:?} is out of range"),
+        )
+    })
+}
+
+/// Reads the top-level value: an object becomes its fields (or the first problem found in
+/// them); anything else is [`RejectReason::NotAnObject`]. Always consumes the whole value so
+/// that malformed JSON later in the object is still reported as such.
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Result<Fields<'de>, Rejection>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Fields::default();
+        let mut problem = None;
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            match key {
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Some((slot, spelling)) => {
+                    let value = map.next_value_seed(ValueSeed)?;
+                    let target = fields.slot(slot);
+                    if target.is_some() && problem.is_none() {
+                        problem = Some(Rejection::new(
+                            RejectReason::DuplicateField,
+                            format!("{} is given twice (last as {spelling})", slot.name()),
+                        ));
+                    }
+                    *target = Some(value);
+                }
+            }
+        }
+        Ok(problem.map_or(Ok(fields), Err))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        ValueVisitor.visit_seq(seq).map(not_an_object)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        ValueVisitor.visit_borrowed_str(v).map(not_an_object)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        ValueVisitor.visit_str(v).map(not_an_object)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        ValueVisitor.visit_i64(v).map(not_an_object)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        ValueVisitor.visit_u64(v).map(not_an_object)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        ValueVisitor.visit_f64(v).map(not_an_object)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        ValueVisitor.visit_bool(v).map(not_an_object)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        ValueVisitor.visit_unit().map(not_an_object)
+    }
+}
+
+fn not_an_object<'a>(v: Value<'_>) -> Result<Fields<'a>, Rejection> {
+    Err(Rejection::new(
+        RejectReason::NotAnObject,
+        format!("an event must be a JSON object, got {}", v.type_name()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> Event<'_> {
+        match decode_event(s.as_bytes(), None) {
+            Ok(e) => e,
+            Err(r) => panic!("{s} was rejected: {r}"),
+        }
+    }
+
+    fn reason(s: &str) -> RejectReason {
+        match decode_event(s.as_bytes(), None) {
+            Ok(e) => panic!("{s} was accepted as {e:?}"),
+            Err(r) => r.reason,
+        }
+    }
+
+    #[test]
+    fn canonical_fields_are_read() {
+        let e = ok(r#"{"user_id":"u1","emoji":"🔥","event_type":"emoji","tier":"pro","amount":2.5,"ts":1000,"extra":[1,{"a":2}]}"#);
+        assert_eq!(e.user_id, "u1");
+        assert_eq!(e.emoji.as_deref(), Some("🔥"));
+        assert_eq!(e.event_type, "emoji");
+        assert_eq!(e.tier.as_deref(), Some("pro"));
+        assert_eq!(e.amount, Some(2.5));
+        assert_eq!(e.ts, 1000);
+    }
+
+    #[test]
+    fn every_alias_fills_its_field() {
+        let e = ok(r#"{"user_id":"u","emoji_type":"👍","event":"click","user_tier":"vip","timestamp":"1970-01-01T00:00:01.5Z"}"#);
+        assert_eq!(e.emoji.as_deref(), Some("👍"));
+        assert_eq!(e.event_type, "click");
+        assert_eq!(e.tier.as_deref(), Some("vip"));
+        assert_eq!(e.ts, 1500);
+        assert_eq!(ok(r#"{"user_id":"u","emoji":"x","timestamp":42}"#).ts, 42);
+    }
+
+    #[test]
+    fn event_type_defaults_to_emoji_only_with_an_emoji() {
+        assert_eq!(ok(r#"{"user_id":"u","emoji":"x","ts":1}"#).event_type, "emoji");
+        assert_eq!(reason(r#"{"user_id":"u","ts":1}"#), RejectReason::MissingField);
+    }
+
+    #[test]
+    fn escaped_strings_and_offsets_decode() {
+        let e = ok(r#"{"user_id":"a\"b","emoji":"\ud83d\udd25","ts":"2026-01-01T01:00:00+01:00"}"#);
+        assert_eq!(e.user_id, "a\"b");
+        assert_eq!(e.emoji.as_deref(), Some("🔥"));
+        assert_eq!(e.ts, 1_767_225_600_000);
+    }
+
+    #[test]
+    fn null_is_absent() {
+        let e = ok(r#"{"user_id":"u","emoji":"x","tier":null,"amount":null,"ts":1}"#);
+        assert_eq!(e.tier, None);
+        assert_eq!(e.amount, None);
+        assert_eq!(reason(r#"{"user_id":null,"emoji":"x","ts":1}"#), RejectReason::MissingField);
+    }
+
+    #[test]
+    fn fallback_time_is_used_only_when_missing() {
+        let line = br#"{"user_id":"u","emoji":"x"}"#;
+        assert_eq!(decode_event(line, Some(77)).map(|e| e.ts), Ok(77));
+        let line = br#"{"user_id":"u","emoji":"x","ts":5}"#;
+        assert_eq!(decode_event(line, Some(77)).map(|e| e.ts), Ok(5));
+    }
+
+    #[test]
+    fn every_reason_is_reachable() {
+        let big = format!(r#"{{"user_id":"u","emoji":"x","ts":1,"pad":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(reason(&big), RejectReason::TooLarge);
+        assert_eq!(reason(r#"{"user_id":"u","#), RejectReason::InvalidJson);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1} {}"#), RejectReason::InvalidJson);
+        assert_eq!(reason("[1,2]"), RejectReason::NotAnObject);
+        assert_eq!(reason("\"hi\""), RejectReason::NotAnObject);
+        assert_eq!(reason(r#"{"emoji":"x","ts":1}"#), RejectReason::MissingField);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x"}"#), RejectReason::MissingField);
+        assert_eq!(reason(r#"{"user_id":7,"emoji":"x","ts":1}"#), RejectReason::WrongType);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1.5}"#), RejectReason::WrongType);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1,"amount":"3"}"#), RejectReason::WrongType);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":true,"ts":1}"#), RejectReason::WrongType);
+        assert_eq!(reason(r#"{"user_id":"","emoji":"x","ts":1}"#), RejectReason::EmptyField);
+        let long_user = format!(r#"{{"user_id":"{}","emoji":"x","ts":1}}"#, "u".repeat(129));
+        assert_eq!(reason(&long_user), RejectReason::FieldTooLong);
+        let long_emoji = format!(r#"{{"user_id":"u","emoji":"{}","ts":1}}"#, "e".repeat(65));
+        assert_eq!(reason(&long_emoji), RejectReason::FieldTooLong);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"a\nb","ts":1}"#), RejectReason::ControlCharacter);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":"yesterday"}"#), RejectReason::InvalidTimestamp);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":-1}"#), RejectReason::InvalidTimestamp);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":18446744073709551615}"#), RejectReason::InvalidTimestamp);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","emoji_type":"y","ts":1}"#), RejectReason::DuplicateField);
+        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1,"timestamp":2}"#), RejectReason::DuplicateField);
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let user = "u".repeat(MAX_USER_ID_BYTES);
+        let emoji = "e".repeat(MAX_LABEL_BYTES);
+        let line = format!(r#"{{"user_id":"{user}","emoji":"{emoji}","ts":{MAX_TS_MS}}}"#);
+        assert_eq!(ok(&line).user_id.len(), MAX_USER_ID_BYTES);
+    }
+
+    #[test]
+    fn invalid_json_after_a_problem_is_still_invalid_json() {
+        assert_eq!(reason(r#"{"user_id":7, oops}"#), RejectReason::InvalidJson);
+    }
+
+    #[test]
+    fn huge_numbers_are_rejected_not_infinite() {
+        let r = reason(r#"{"user_id":"u","emoji":"x","ts":1,"amount":1e999}"#);
+        assert_eq!(r, RejectReason::InvalidJson);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = decode_event(&bytes, None);
+        }
+    }
+}
