@@ -1,1 +1,38 @@
-fn main() {}
+//! `emoflow`: exact real-time analytics for reaction and activity events.
+//!
+//! This binary only parses the command line and wires the library crates together: `ingest`
+//! (sources), `dataflow` (the views) and `query-api` (how users read them).
+
+mod bench;
+mod cli;
+mod produce;
+mod query;
+
+use clap::Parser;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMOFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Query(args) => query::run(args),
+        cli::Command::Produce(args) => produce::run(args),
+        cli::Command::Bench(args) => bench::run(args),
+        cli::Command::BenchRun(args) => bench::run_one(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,33 @@
-//! placeholder
+//! The timely/differential dataflow that maintains emoflow's views (SPEC section 3) exactly and
+//! incrementally on any number of workers, and the consistent snapshots read from it.
+//!
+//! - [`views::build_views`] builds the dataflow; one module per view: [`windows`], [`topk`],
+//!   [`retained`] (sessions and filter matches over the retained history); lifetime counters
+//!   are differential's `count_total`.
+//! - [`feed::Feed`] pre-aggregates a worker's events and routes them by user.
+//! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
+//!   dataflow time at a time; [`document::ViewsDocument`] renders it.
+//! - [`run::run_views`] runs it all over NDJSON input on N threads.
+#![forbid(missing_docs)]
+
+pub mod batch;
+pub mod config;
+pub mod document;
+pub mod feed;
+pub mod filter;
+pub mod intern;
+pub mod retained;
+pub mod run;
+pub mod sessions;
+pub mod snapshot;
+pub mod topk;
+pub mod update;
+pub mod views;
+pub mod windows;
+
+pub use config::{ViewConfig, WINDOWS_SHOWN};
+pub use document::ViewsDocument;
+pub use filter::{parse_filter_list, FilterListError, FilterSpec};
+pub use run::{
+    run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,
+};

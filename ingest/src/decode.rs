@@ -193,7 +193,10 @@ impl<'a> Fields<'a> {
     }
 
     fn validate(self, fallback_ts: Option<i64>) -> Result<Event<'a>, Rejection> {
-        let user_id = required(string_field(self.user_id, Slot::UserId, MAX_USER_ID_BYTES)?, "user_id")?;
+        let user_id = required(
+            string_field(self.user_id, Slot::UserId, MAX_USER_ID_BYTES)?,
+            "user_id",
+        )?;
         let emoji = string_field(self.emoji, Slot::Emoji, MAX_LABEL_BYTES)?;
         if let Some(e) = &emoji {
             if e.chars().any(char::is_control) {
@@ -282,7 +285,13 @@ fn timestamp(v: Value<'_>) -> Result<i64, Rejection> {
         Value::Int(ms) => ms,
         Value::Str(s) => parse_rfc3339_ms(&s)?,
         Value::BigInt => i64::MAX,
-        other => return Err(wrong_type("ts", "integer milliseconds or an RFC 3339 string", &other)),
+        other => {
+            return Err(wrong_type(
+                "ts",
+                "integer milliseconds or an RFC 3339 string",
+                &other,
+            ))
+        }
     };
     if !(0..=MAX_TS_MS).contains(&ms) {
         return Err(Rejection::new(
@@ -399,7 +408,9 @@ mod tests {
 
     #[test]
     fn canonical_fields_are_read() {
-        let e = ok(r#"{"user_id":"u1","emoji":"🔥","event_type":"emoji","tier":"pro","amount":2.5,"ts":1000,"extra":[1,{"a":2}]}"#);
+        let e = ok(
+            r#"{"user_id":"u1","emoji":"🔥","event_type":"emoji","tier":"pro","amount":2.5,"ts":1000,"extra":[1,{"a":2}]}"#,
+        );
         assert_eq!(e.user_id, "u1");
         assert_eq!(e.emoji.as_deref(), Some("🔥"));
         assert_eq!(e.event_type, "emoji");
@@ -410,7 +421,9 @@ mod tests {
 
     #[test]
     fn every_alias_fills_its_field() {
-        let e = ok(r#"{"user_id":"u","emoji_type":"👍","event":"click","user_tier":"vip","timestamp":"1970-01-01T00:00:01.5Z"}"#);
+        let e = ok(
+            r#"{"user_id":"u","emoji_type":"👍","event":"click","user_tier":"vip","timestamp":"1970-01-01T00:00:01.5Z"}"#,
+        );
         assert_eq!(e.emoji.as_deref(), Some("👍"));
         assert_eq!(e.event_type, "click");
         assert_eq!(e.tier.as_deref(), Some("vip"));
@@ -420,8 +433,14 @@ mod tests {
 
     #[test]
     fn event_type_defaults_to_emoji_only_with_an_emoji() {
-        assert_eq!(ok(r#"{"user_id":"u","emoji":"x","ts":1}"#).event_type, "emoji");
-        assert_eq!(reason(r#"{"user_id":"u","ts":1}"#), RejectReason::MissingField);
+        assert_eq!(
+            ok(r#"{"user_id":"u","emoji":"x","ts":1}"#).event_type,
+            "emoji"
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","ts":1}"#),
+            RejectReason::MissingField
+        );
     }
 
     #[test]
@@ -437,7 +456,10 @@ mod tests {
         let e = ok(r#"{"user_id":"u","emoji":"x","tier":null,"amount":null,"ts":1}"#);
         assert_eq!(e.tier, None);
         assert_eq!(e.amount, None);
-        assert_eq!(reason(r#"{"user_id":null,"emoji":"x","ts":1}"#), RejectReason::MissingField);
+        assert_eq!(
+            reason(r#"{"user_id":null,"emoji":"x","ts":1}"#),
+            RejectReason::MissingField
+        );
     }
 
     #[test]
@@ -450,29 +472,74 @@ mod tests {
 
     #[test]
     fn every_reason_is_reachable() {
-        let big = format!(r#"{{"user_id":"u","emoji":"x","ts":1,"pad":"{}"}}"#, "a".repeat(MAX_MESSAGE_BYTES));
+        let big = format!(
+            r#"{{"user_id":"u","emoji":"x","ts":1,"pad":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(reason(&big), RejectReason::TooLarge);
         assert_eq!(reason(r#"{"user_id":"u","#), RejectReason::InvalidJson);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1} {}"#), RejectReason::InvalidJson);
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":1} {}"#),
+            RejectReason::InvalidJson
+        );
         assert_eq!(reason("[1,2]"), RejectReason::NotAnObject);
         assert_eq!(reason("\"hi\""), RejectReason::NotAnObject);
-        assert_eq!(reason(r#"{"emoji":"x","ts":1}"#), RejectReason::MissingField);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x"}"#), RejectReason::MissingField);
-        assert_eq!(reason(r#"{"user_id":7,"emoji":"x","ts":1}"#), RejectReason::WrongType);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1.5}"#), RejectReason::WrongType);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1,"amount":"3"}"#), RejectReason::WrongType);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":true,"ts":1}"#), RejectReason::WrongType);
-        assert_eq!(reason(r#"{"user_id":"","emoji":"x","ts":1}"#), RejectReason::EmptyField);
+        assert_eq!(
+            reason(r#"{"emoji":"x","ts":1}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x"}"#),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"user_id":7,"emoji":"x","ts":1}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":1.5}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":1,"amount":"3"}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":true,"ts":1}"#),
+            RejectReason::WrongType
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"","emoji":"x","ts":1}"#),
+            RejectReason::EmptyField
+        );
         let long_user = format!(r#"{{"user_id":"{}","emoji":"x","ts":1}}"#, "u".repeat(129));
         assert_eq!(reason(&long_user), RejectReason::FieldTooLong);
         let long_emoji = format!(r#"{{"user_id":"u","emoji":"{}","ts":1}}"#, "e".repeat(65));
         assert_eq!(reason(&long_emoji), RejectReason::FieldTooLong);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"a\nb","ts":1}"#), RejectReason::ControlCharacter);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":"yesterday"}"#), RejectReason::InvalidTimestamp);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":-1}"#), RejectReason::InvalidTimestamp);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":18446744073709551615}"#), RejectReason::InvalidTimestamp);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","emoji_type":"y","ts":1}"#), RejectReason::DuplicateField);
-        assert_eq!(reason(r#"{"user_id":"u","emoji":"x","ts":1,"timestamp":2}"#), RejectReason::DuplicateField);
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"a\nb","ts":1}"#),
+            RejectReason::ControlCharacter
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":"yesterday"}"#),
+            RejectReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":-1}"#),
+            RejectReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":18446744073709551615}"#),
+            RejectReason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","emoji_type":"y","ts":1}"#),
+            RejectReason::DuplicateField
+        );
+        assert_eq!(
+            reason(r#"{"user_id":"u","emoji":"x","ts":1,"timestamp":2}"#),
+            RejectReason::DuplicateField
+        );
     }
 
     #[test]

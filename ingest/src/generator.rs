@@ -13,8 +13,8 @@ use rand_distr::{Distribution, Zipf};
 
 /// Emojis the generator draws from, most popular first.
 pub const EMOJIS: [&str; 24] = [
-    "🔥", "❤️", "😂", "👍", "🎉", "😮", "👏", "😢", "🙌", "💯", "🤯", "😍", "🥳", "👀", "😡",
-    "🤔", "💀", "✨", "🙏", "🚀", "😎", "🤝", "🎶", "🌈",
+    "🔥", "❤️", "😂", "👍", "🎉", "😮", "👏", "😢", "🙌", "💯", "🤯", "😍", "🥳", "👀", "😡", "🤔",
+    "💀", "✨", "🙏", "🚀", "😎", "🤝", "🎶", "🌈",
 ];
 /// Emojis that always arrive together, so their counts tie exactly.
 pub const TIED_EMOJIS: [&str; 3] = ["🅰️", "🅱️", "🆎"];
@@ -218,7 +218,10 @@ mod tests {
         let (mut aliases, mut purchases, mut late, mut last) = (0, 0, 0, 0);
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let e = decode_event(line, None).unwrap();
-            if let Some(i) = TIED_EMOJIS.iter().position(|t| Some(*t) == e.emoji.as_deref()) {
+            if let Some(i) = TIED_EMOJIS
+                .iter()
+                .position(|t| Some(*t) == e.emoji.as_deref())
+            {
                 tied[i] += 1;
             }
             aliases += usize::from(std::str::from_utf8(line).unwrap().contains("user_tier"));
@@ -226,7 +229,10 @@ mod tests {
             late += usize::from(e.ts < last);
             last = last.max(e.ts);
         }
-        assert!(tied[0] > 0 && tied[0] == tied[1] && tied[1] == tied[2], "{tied:?}");
+        assert!(
+            tied[0] > 0 && tied[0] == tied[1] && tied[1] == tied[2],
+            "{tied:?}"
+        );
         assert!(aliases > 0 && purchases > 0 && late > 0);
     }
 

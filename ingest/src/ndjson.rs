@@ -281,7 +281,11 @@ mod tests {
         );
         for parts in 1..=data.len() + 2 {
             for batch in 1..4 {
-                assert_eq!(read_all(data, parts, batch), expected, "parts {parts} batch {batch}");
+                assert_eq!(
+                    read_all(data, parts, batch),
+                    expected,
+                    "parts {parts} batch {batch}"
+                );
             }
         }
     }

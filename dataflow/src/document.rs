@@ -1,0 +1,247 @@
+//! The views as one JSON document (the output of `emoflow query` and `emoflow replay`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ViewConfig, WINDOWS_SHOWN};
+use crate::sessions::Session;
+use crate::snapshot::ViewState;
+use crate::update::{CountKey, WindowSlot};
+
+/// An emoji in a top-K list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopEntry {
+    /// The emoji.
+    pub emoji: String,
+    /// Its count.
+    pub count: i64,
+    /// 1 + the number of emojis with a strictly greater count.
+    pub rank: usize,
+}
+
+/// One event-time window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowDoc {
+    /// Window start (inclusive), ms.
+    pub start_ms: i64,
+    /// Window end (exclusive), ms.
+    pub end_ms: i64,
+    /// Events in the window.
+    pub total: i64,
+    /// Events per emoji in the window.
+    pub counts: BTreeMap<String, i64>,
+    /// The window's ties-aware top-K.
+    pub top: Vec<TopEntry>,
+}
+
+/// One session as shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionDoc {
+    /// First event time.
+    pub start_ms: i64,
+    /// Last event time.
+    pub end_ms: i64,
+    /// Events in the session.
+    pub events: u64,
+    /// `end_ms - start_ms`.
+    pub duration_ms: i64,
+    /// `events / max(duration_ms / 60000, 1)`.
+    pub rate_per_min: f64,
+}
+
+impl From<Session> for SessionDoc {
+    fn from(s: Session) -> Self {
+        SessionDoc {
+            start_ms: s.start_ms,
+            end_ms: s.end_ms,
+            events: s.events,
+            duration_ms: s.duration_ms(),
+            rate_per_min: s.rate_per_min(),
+        }
+    }
+}
+
+/// Means over all sessions of all users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// Users with at least one session.
+    pub users: usize,
+    /// Sessions of all users.
+    pub sessions: usize,
+    /// Mean session duration.
+    pub mean_duration_ms: f64,
+    /// Mean events per session.
+    pub mean_events: f64,
+    /// Mean session rate.
+    pub mean_rate_per_min: f64,
+}
+
+/// The sessions view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionsDoc {
+    /// Totals and means.
+    pub summary: SessionSummary,
+    /// Each user's sessions, newest first.
+    pub by_user: BTreeMap<String, Vec<SessionDoc>>,
+}
+
+/// A filter's match count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterDoc {
+    /// Retained events that match.
+    pub count: i64,
+}
+
+/// Every view, as of one dataflow time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewsDocument {
+    /// Accepted events, lifetime.
+    pub total: i64,
+    /// Events per emoji, lifetime.
+    pub counts: BTreeMap<String, i64>,
+    /// Events per event type, lifetime.
+    pub event_types: BTreeMap<String, i64>,
+    /// Lifetime ties-aware top-K.
+    pub top: Vec<TopEntry>,
+    /// The newest windows that hold events, newest first.
+    pub windows: Vec<WindowDoc>,
+    /// Sessions over the retained history.
+    pub sessions: SessionsDoc,
+    /// Filter id -> matches in the retained history.
+    pub filters: BTreeMap<String, FilterDoc>,
+    /// Rejected inputs by reason.
+    pub rejected: BTreeMap<String, i64>,
+    /// The dataflow time the numbers are complete up to.
+    pub as_of: u64,
+}
+
+/// Orders `(emoji, count)` pairs by count descending then emoji ascending, with SQL ranks.
+pub fn ranked(mut entries: Vec<(String, i64)>) -> Vec<TopEntry> {
+    entries.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+    });
+    let mut out: Vec<TopEntry> = Vec::with_capacity(entries.len());
+    for (i, (emoji, count)) in entries.into_iter().enumerate() {
+        let rank = match out.last() {
+            Some(prev) if prev.count == count => prev.rank,
+            _ => i + 1,
+        };
+        out.push(TopEntry { emoji, count, rank });
+    }
+    out
+}
+
+/// Summary statistics of a set of sessions.
+pub fn summarize<'a>(users: usize, sessions: impl Iterator<Item = &'a Session>) -> SessionSummary {
+    let (mut n, mut duration, mut events, mut rate) = (0usize, 0i128, 0u128, 0f64);
+    for s in sessions {
+        n += 1;
+        duration += i128::from(s.duration_ms());
+        events += u128::from(s.events);
+        rate += s.rate_per_min();
+    }
+    let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
+    SessionSummary {
+        users,
+        sessions: n,
+        mean_duration_ms: mean(duration as f64),
+        mean_events: mean(events as f64),
+        mean_rate_per_min: mean(rate),
+    }
+}
+
+impl ViewsDocument {
+    /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
+    pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
+        let (mut total, mut counts, mut event_types, mut rejected) =
+            (0, BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        for (key, value) in state.counts.keys() {
+            match key {
+                CountKey::Total => total = *value,
+                CountKey::Emoji(e) => drop(counts.insert(e.clone(), *value)),
+                CountKey::EventType(t) => drop(event_types.insert(t.clone(), *value)),
+                CountKey::Rejected(r) => drop(rejected.insert(r.clone(), *value)),
+            }
+        }
+        let top = ranked(state.top.keys().cloned().collect());
+        let windows = state
+            .windows
+            .iter()
+            .rev()
+            .take(WINDOWS_SHOWN)
+            .map(|(&start, counters)| {
+                let mut doc = WindowDoc {
+                    start_ms: start,
+                    end_ms: start + cfg.window_ms,
+                    total: 0,
+                    counts: BTreeMap::new(),
+                    top: state
+                        .window_top
+                        .get(&start)
+                        .map(|t| ranked(t.keys().cloned().collect()))
+                        .unwrap_or_default(),
+                };
+                for (slot, count) in counters.keys() {
+                    match slot {
+                        WindowSlot::Total => doc.total = *count,
+                        WindowSlot::Emoji(e) => drop(doc.counts.insert(e.clone(), *count)),
+                    }
+                }
+                doc
+            })
+            .collect();
+        let by_user: BTreeMap<String, Vec<SessionDoc>> = state
+            .sessions
+            .iter()
+            .map(|(user, set)| {
+                let mut list: Vec<Session> = set.keys().copied().collect();
+                list.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+                (
+                    user.clone(),
+                    list.into_iter().map(SessionDoc::from).collect(),
+                )
+            })
+            .collect();
+        let summary = summarize(
+            by_user.len(),
+            state.sessions.values().flat_map(|s| s.keys()),
+        );
+        let filters = filter_ids
+            .iter()
+            .map(|id| {
+                let count = state.filters.get(id).copied().unwrap_or(0);
+                (id.clone(), FilterDoc { count })
+            })
+            .collect();
+        ViewsDocument {
+            total,
+            counts,
+            event_types,
+            top,
+            windows,
+            sessions: SessionsDoc { summary, by_user },
+            filters,
+            rejected,
+            as_of: state.as_of,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_follow_sql_rank_and_ties_sort_by_bytes() {
+        let r = ranked(vec![
+            ("b".into(), 5),
+            ("a".into(), 5),
+            ("c".into(), 7),
+            ("d".into(), 1),
+        ]);
+        let got: Vec<_> = r.iter().map(|t| (t.emoji.as_str(), t.rank)).collect();
+        assert_eq!(got, [("c", 1), ("a", 2), ("b", 2), ("d", 4)]);
+    }
+}

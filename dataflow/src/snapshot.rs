@@ -1,0 +1,167 @@
+//! Folding the dataflow's view updates into a consistent state, one complete dataflow time at
+//! a time, so that every number read from it comes from the same `as_of`.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use timely::dataflow::operators::capture::Event;
+use timely::progress::frontier::MutableAntichain;
+
+use crate::sessions::Session;
+use crate::update::{CountKey, ViewUpdate, WindowSlot};
+
+/// A batch of captured updates, as the dataflow's capture delivers them.
+pub type CapturedEvent = Event<u64, Vec<(ViewUpdate, u64, isize)>>;
+
+/// A multiset of records; only records with a non-zero multiplicity are kept.
+type Multiset<K> = FxHashMap<K, isize>;
+
+fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
+    use std::collections::hash_map::Entry;
+    match set.entry(key) {
+        Entry::Occupied(mut o) => {
+            *o.get_mut() += diff;
+            if *o.get() == 0 {
+                o.remove();
+            }
+        }
+        Entry::Vacant(v) => {
+            if diff != 0 {
+                v.insert(diff);
+            }
+        }
+    }
+}
+
+/// The views as of one dataflow time.
+#[derive(Debug, Default, Clone)]
+pub struct ViewState {
+    pub(crate) counts: Multiset<(CountKey, i64)>,
+    pub(crate) top: Multiset<(String, i64)>,
+    pub(crate) windows: BTreeMap<i64, Multiset<(WindowSlot, i64)>>,
+    pub(crate) window_top: BTreeMap<i64, Multiset<(String, i64)>>,
+    pub(crate) sessions: FxHashMap<String, Multiset<Session>>,
+    pub(crate) filters: FxHashMap<String, i64>,
+    /// The dataflow time these numbers are complete up to.
+    pub as_of: u64,
+}
+
+impl ViewState {
+    /// Applies one update with its multiplicity.
+    pub fn apply(&mut self, update: ViewUpdate, diff: isize) {
+        match update {
+            ViewUpdate::Count(k, v) => add(&mut self.counts, (k, v), diff),
+            ViewUpdate::Top(e, c) => add(&mut self.top, (e, c), diff),
+            ViewUpdate::WindowCount(w, slot, c) => {
+                let set = self.windows.entry(w).or_default();
+                add(set, (slot, c), diff);
+                if set.is_empty() {
+                    self.windows.remove(&w);
+                }
+            }
+            ViewUpdate::WindowTop(w, e, c) => {
+                let set = self.window_top.entry(w).or_default();
+                add(set, (e, c), diff);
+                if set.is_empty() {
+                    self.window_top.remove(&w);
+                }
+            }
+            ViewUpdate::Session(user, s) => {
+                if let Some(set) = self.sessions.get_mut(&user) {
+                    add(set, s, diff);
+                    if set.is_empty() {
+                        self.sessions.remove(&user);
+                    }
+                } else {
+                    let mut set = Multiset::default();
+                    add(&mut set, s, diff);
+                    self.sessions.insert(user, set);
+                }
+            }
+            ViewUpdate::FilterMatches(id) => {
+                let n = self.filters.entry(id).or_insert(0);
+                *n += diff as i64;
+            }
+        }
+    }
+
+    /// The value of a lifetime counter (0 when absent).
+    pub fn count(&self, key: &CountKey) -> i64 {
+        self.counts
+            .keys()
+            .find(|(k, _)| k == key)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+/// Receives captured updates and applies each dataflow time once it is complete.
+pub struct Collector {
+    frontier: MutableAntichain<u64>,
+    pending: BTreeMap<u64, Vec<(ViewUpdate, isize)>>,
+    state: ViewState,
+}
+
+impl Default for Collector {
+    fn default() -> Self {
+        let mut frontier = MutableAntichain::new();
+        frontier.update_iter([(0u64, 1i64)]);
+        Collector {
+            frontier,
+            pending: BTreeMap::new(),
+            state: ViewState::default(),
+        }
+    }
+}
+
+impl Collector {
+    /// Takes one captured event; returns true when the state moved to a later `as_of`.
+    pub fn push(&mut self, event: CapturedEvent) -> bool {
+        match event {
+            Event::Messages(_, data) => {
+                for (u, t, d) in data {
+                    self.pending.entry(t).or_default().push((u, d));
+                }
+                false
+            }
+            Event::Progress(changes) => {
+                self.frontier.update_iter(changes);
+                self.apply_complete()
+            }
+        }
+    }
+
+    fn apply_complete(&mut self) -> bool {
+        let frontier = self.frontier.frontier();
+        let limit = frontier.iter().min().copied();
+        let before = self.state.as_of;
+        while let Some(entry) = self.pending.first_entry() {
+            if limit.is_some_and(|l| *entry.key() >= l) {
+                break;
+            }
+            let (time, updates) = entry.remove_entry();
+            for (u, d) in updates {
+                self.state.apply(u, d);
+            }
+            self.state.as_of = self.state.as_of.max(time);
+        }
+        if let Some(l) = limit {
+            self.state.as_of = self.state.as_of.max(l.saturating_sub(1));
+        }
+        self.state.as_of > before
+    }
+
+    /// True once the dataflow has finished: no update can follow.
+    pub fn is_complete(&self) -> bool {
+        self.frontier.frontier().is_empty()
+    }
+
+    /// The state as of the latest complete time.
+    pub fn state(&self) -> &ViewState {
+        &self.state
+    }
+
+    /// The state, consuming the collector.
+    pub fn into_state(self) -> ViewState {
+        self.state
+    }
+}

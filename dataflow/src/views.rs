@@ -1,0 +1,102 @@
+//! The whole dataflow: every view of SPEC section 3, from the inputs one worker feeds to one
+//! collection of [`ViewUpdate`]s.
+//!
+//! ```text
+//! counts  (pre-aggregated) -> count_total -> lifetime counters ------------------+
+//!                                        \-> top-K (two stages) --------------------+
+//! windows (pre-aggregated) -> newest windows -> window counters -------------------+--> updates
+//!                                           \-> top-K per window -------------------+
+//! event batches (by user) --+-> retained store -> sessions, filter matches -------+
+//! filters (broadcast) ------+
+//! ```
+
+use differential_dataflow::input::{Input, InputSession};
+use differential_dataflow::operators::CountTotal;
+use differential_dataflow::VecCollection;
+use timely::dataflow::operators::core::Input as TimelyInput;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::{InputHandleVec, Scope};
+
+use crate::batch::EventBatch;
+use crate::config::ViewConfig;
+use crate::filter::FilterSpec;
+use crate::retained::retained_views;
+use crate::topk::top_k;
+use crate::update::{CountKey, ViewUpdate, WindowSlot};
+use crate::windows::{window_counts, WindowDelta};
+
+/// The handles through which one worker feeds the dataflow. All advance together.
+pub struct ViewInputs {
+    /// Events, routed by user (see [`crate::feed::owner_of`]).
+    pub batches: InputHandleVec<u64, EventBatch>,
+    /// Pre-aggregated window counter deltas.
+    pub windows: InputHandleVec<u64, WindowDelta>,
+    /// Pre-aggregated lifetime counter deltas.
+    pub counts: InputSession<u64, CountKey, isize>,
+    /// Filters `(id, spec)`: `+1` adds, `-1` removes. Any worker may feed them.
+    pub filters: InputSession<u64, (String, FilterSpec), isize>,
+}
+
+impl ViewInputs {
+    /// Moves every input to `time`, promising no more data before it.
+    pub fn advance_to(&mut self, time: u64) {
+        self.batches.advance_to(time);
+        self.windows.advance_to(time);
+        self.counts.advance_to(time);
+        self.filters.advance_to(time);
+        self.counts.flush();
+        self.filters.flush();
+    }
+
+    /// The current input time.
+    pub fn time(&self) -> u64 {
+        *self.batches.time()
+    }
+}
+
+/// Builds the views in `scope`; returns the inputs and the collection of view updates.
+pub fn build_views<'s>(
+    scope: Scope<'s, u64>,
+    cfg: ViewConfig,
+) -> (ViewInputs, VecCollection<'s, u64, ViewUpdate, isize>) {
+    let (counts_in, counts) = scope.new_collection::<CountKey, isize>();
+    let (filters_in, filters) = scope.new_collection::<(String, FilterSpec), isize>();
+    let mut batches_in = InputHandleVec::new();
+    let batches = scope.input_from(&mut batches_in);
+    let mut windows_in = InputHandleVec::new();
+    let windows = scope.input_from(&mut windows_in);
+
+    let lifetime = counts.count_total();
+    let top = top_k(
+        lifetime.clone().flat_map(|(key, count)| match key {
+            CountKey::Emoji(e) => Some(((), (e, count as i64))),
+            _ => None,
+        }),
+        cfg.top_k,
+    );
+    let window_counters = window_counts(windows);
+    let window_top = top_k(
+        window_counters
+            .clone()
+            .flat_map(|(window, slot, count)| match slot {
+                WindowSlot::Emoji(e) => Some((window, (e, count))),
+                WindowSlot::Total => None,
+            }),
+        cfg.top_k,
+    );
+    let retained = retained_views(batches, filters.inner.broadcast(), cfg);
+
+    let updates = lifetime
+        .map(|(key, count)| ViewUpdate::Count(key, count as i64))
+        .concat(top.map(|((), (e, c))| ViewUpdate::Top(e, c)))
+        .concat(window_counters.map(|(w, slot, c)| ViewUpdate::WindowCount(w, slot, c)))
+        .concat(window_top.map(|(w, (e, c))| ViewUpdate::WindowTop(w, e, c)))
+        .concat(retained);
+    let inputs = ViewInputs {
+        batches: batches_in,
+        windows: windows_in,
+        counts: counts_in,
+        filters: filters_in,
+    };
+    (inputs, updates)
+}

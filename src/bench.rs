@@ -1,0 +1,206 @@
+//! `emoflow bench`: throughput and peak memory of the full set of views, per worker count.
+//!
+//! Each run happens in a fresh process (`emoflow bench-run`), so its peak resident memory is its
+//! own. Input generation is not timed; decoding is.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use emoflow_dataflow::filter::Amount;
+use emoflow_dataflow::{run_views, FilterSpec, InputData, RunOptions};
+use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{BenchArgs, BenchRunArgs};
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    workers: usize,
+    lines: u64,
+    accepted: i64,
+    seconds: f64,
+    peak_rss_bytes: u64,
+}
+
+/// Runs every worker count `runs` times and prints the medians as a table.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.source == "file" && args.input.is_none() {
+        bail!("--source file needs --input FILE");
+    }
+    if !matches!(args.source.as_str(), "memory" | "file") {
+        bail!("--source must be memory or file (kafka arrives with the live service)");
+    }
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut rows: Vec<(usize, RunResult)> = Vec::new();
+    for &workers in &args.workers {
+        let mut results = Vec::new();
+        for run in 0..args.runs.max(1) {
+            eprintln!(
+                "bench: {workers} worker(s), run {}/{}",
+                run + 1,
+                args.runs.max(1)
+            );
+            results.push(spawn_run(&exe, &args, workers)?);
+        }
+        results.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        rows.push((workers, results[results.len() / 2].clone()));
+    }
+    print_table(&args, &rows);
+    write_csv(&args.csv, &rows)
+}
+
+fn spawn_run(exe: &PathBuf, args: &BenchArgs, workers: usize) -> anyhow::Result<RunResult> {
+    let v = &args.views;
+    let mut cmd = Command::new(exe);
+    cmd.arg("bench-run")
+        .args(["--source", &args.source])
+        .args(["--workers", &workers.to_string()])
+        .args(["--events", &args.events.to_string()])
+        .args(["--users", &args.users.to_string()])
+        .args(["--filters", &args.filters.to_string()])
+        .args(["--top-k", &v.top_k.to_string()])
+        .args(["--window", &format!("{}ms", v.window)])
+        .args(["--session-gap", &format!("{}ms", v.session_gap)])
+        .args(["--retention", &format!("{}ms", v.retention)]);
+    if let Some(input) = &args.input {
+        cmd.arg("--input").arg(input);
+    }
+    let out = cmd.output().context("cannot start a benchmark run")?;
+    if !out.status.success() {
+        bail!(
+            "benchmark run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("benchmark run printed no result")
+}
+
+fn print_table(args: &BenchArgs, rows: &[(usize, RunResult)]) {
+    let base = rows
+        .iter()
+        .find(|(w, _)| *w == 1)
+        .map(|(_, r)| r.lines as f64 / r.seconds);
+    println!(
+        "source={} events={} users={} filters={} runs={} (median run)",
+        args.source, args.events, args.users, args.filters, args.runs
+    );
+    println!("| workers | lines | seconds | events/s | events/s/worker | speedup | peak RSS MiB | bytes/event |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (w, r) in rows {
+        let rate = r.lines as f64 / r.seconds;
+        let speedup = base.map_or("-".to_owned(), |b| format!("{:.2}x", rate / b));
+        println!(
+            "| {w} | {} | {:.3} | {:.0} | {:.0} | {speedup} | {:.0} | {:.0} |",
+            r.lines,
+            r.seconds,
+            rate,
+            rate / *w as f64,
+            r.peak_rss_bytes as f64 / (1 << 20) as f64,
+            r.peak_rss_bytes as f64 / r.lines.max(1) as f64,
+        );
+    }
+}
+
+fn write_csv(path: &PathBuf, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(
+        f,
+        "workers,lines,accepted,seconds,events_per_sec,peak_rss_bytes"
+    )?;
+    for (w, r) in rows {
+        writeln!(
+            f,
+            "{w},{},{},{:.6},{:.0},{}",
+            r.lines,
+            r.accepted,
+            r.seconds,
+            r.lines as f64 / r.seconds,
+            r.peak_rss_bytes
+        )?;
+    }
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+/// `n` filters of varied shapes, as a subscriber population might hold.
+pub fn synthetic_filters(n: usize) -> Vec<(String, FilterSpec)> {
+    let emojis = emoflow_ingest::generator::EMOJIS;
+    (0..n)
+        .map(|i| {
+            let mut spec = FilterSpec::default();
+            match i % 5 {
+                0 => spec.emojis = Some(vec![emojis[i % emojis.len()].to_owned()]),
+                1 => {
+                    spec.event_types = Some(vec!["purchase".into()]);
+                    spec.min_amount = Some(Amount((i * 5) as f64));
+                }
+                2 => spec.tiers = Some(vec!["vip".into()]),
+                3 => {
+                    spec.user_ids = (0..20)
+                        .map(|u| format!("user-{}", u * 7 + i))
+                        .collect::<Vec<_>>()
+                        .into()
+                }
+                _ => {
+                    spec.event_types = Some(vec!["emoji".into(), "click".into()]);
+                    spec.tiers = Some(vec!["pro".into(), "free".into()]);
+                }
+            }
+            (format!("f{i}"), spec)
+        })
+        .collect()
+}
+
+/// One run in this process; prints its [`RunResult`] as JSON.
+pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
+    let input = match args.source.as_str() {
+        "file" => InputData::File(args.input.context("--source file needs --input")?),
+        _ => {
+            let mut buf = Vec::with_capacity(args.events as usize * 120);
+            Generator::new(GeneratorConfig {
+                users: args.users,
+                ..GeneratorConfig::default()
+            })
+            .write_ndjson(args.events, &mut buf, |_| {})?;
+            InputData::Memory(Arc::from(buf.into_boxed_slice()))
+        }
+    };
+    let opts = RunOptions {
+        workers: args.workers,
+        views: args.views.config(),
+        filters: synthetic_filters(args.filters),
+        ..RunOptions::default()
+    };
+    let out = run_views(input, opts, None)?;
+    let accepted = out.state.count(&emoflow_dataflow::update::CountKey::Total);
+    let result = RunResult {
+        workers: args.workers,
+        lines: out.lines,
+        accepted,
+        seconds: out.elapsed.as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// This process's peak resident memory (Linux `VmHWM`), 0 where unknown.
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

@@ -1,0 +1,94 @@
+//! `emoflow query`: the views over one NDJSON file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::mpsc;
+
+use anyhow::{bail, Context};
+use emoflow_dataflow::{
+    parse_filter_list, run_views, DeadLetter, InputData, RunOptions, ViewsDocument,
+};
+
+use crate::cli::QueryArgs;
+
+/// Runs the views over the file and prints the document on stdout.
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    if args.input.extension().is_some_and(|e| e == "parquet") {
+        bail!("Parquet input is not supported yet; convert it to NDJSON (one JSON object a line)");
+    }
+    let filters = match &args.filters {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read filters from {}", path.display()))?;
+            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let cfg = args.views.config();
+    let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+    let opts = RunOptions {
+        workers: args.workers,
+        batch_lines: args.batch_lines.max(1),
+        views: cfg,
+        filters,
+        filter_changes: Vec::new(),
+    };
+    let (tx, rx) = mpsc::channel();
+    let writer = args
+        .dead_letters
+        .clone()
+        .map(|path| std::thread::spawn(move || write_dead_letters(&path, rx)));
+    let out = run_views(
+        InputData::File(args.input.clone()),
+        opts,
+        writer.as_ref().map(|_| tx),
+    )?;
+    if let Some(handle) = writer {
+        match handle.join() {
+            Ok(result) => result?,
+            Err(_) => bail!("the dead-letter writer failed"),
+        }
+    }
+    let doc = ViewsDocument::render(&out.state, &cfg, &filter_ids);
+    let rejected: i64 = doc.rejected.values().sum();
+    let mut stdout = std::io::stdout().lock();
+    if args.pretty {
+        serde_json::to_writer_pretty(&mut stdout, &doc)?;
+    } else {
+        serde_json::to_writer(&mut stdout, &doc)?;
+    }
+    writeln!(stdout)?;
+    let secs = out.elapsed.as_secs_f64();
+    tracing::info!(
+        lines = out.lines,
+        accepted = doc.total,
+        rejected,
+        seconds = format!("{secs:.3}"),
+        lines_per_sec = format!("{:.0}", out.lines as f64 / secs.max(1e-9)),
+        workers = args.workers,
+        "query done"
+    );
+    if rejected > 0 && args.dead_letters.is_none() {
+        tracing::warn!("{rejected} lines were rejected; --dead-letters FILE keeps them with their line numbers");
+    }
+    Ok(())
+}
+
+/// Writes dead letters as NDJSON until the sender side closes.
+pub fn write_dead_letters(path: &Path, rx: mpsc::Receiver<DeadLetter>) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::new(file);
+    for dl in rx {
+        let record = serde_json::json!({
+            "line": dl.line,
+            "reason": dl.rejection.reason.as_str(),
+            "detail": dl.rejection.detail,
+            "payload": dl.payload,
+        });
+        serde_json::to_writer(&mut w, &record)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(())
+}
