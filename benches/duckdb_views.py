@@ -145,7 +145,10 @@ def load_filters(path):
         unknown = set(item) - set(LIST_FIELDS) - set(BOUNDS)
         if unknown:
             sys.exit("filter %d: unknown field(s) %s" % (pos, sorted(unknown)))
-        out.append((str(pos) if fid is None else str(fid), item))
+        fid = str(pos) if fid is None else str(fid)
+        if fid in (f for f, _ in out):
+            sys.exit("filter id %r is used twice" % fid)
+        out.append((fid, item))
     return out
 
 
@@ -155,12 +158,15 @@ def filter_sql(filters, params):
     for j, (_, spec) in enumerate(filters):
         conds = []
         for key, column in LIST_FIELDS.items():
-            if spec.get(key) is not None:
-                name = "f%d_%s" % (j, key)
-                params[name] = [str(v) for v in spec[key]]
-                # An empty list matches nothing; a NULL field never matches.
-                conds.append("list_contains($%s, %s)" % (name, column)
-                             if spec[key] else "false")
+            if spec.get(key) is None:
+                continue
+            if not spec[key]:
+                conds.append("false")  # an empty list matches nothing
+                continue
+            name = "f%d_%s" % (j, key)
+            params[name] = [str(v) for v in spec[key]]
+            # A NULL field is never in the list: list_contains gives NULL, not true.
+            conds.append("list_contains($%s, %s)" % (name, column))
         for key, op in BOUNDS.items():
             if spec.get(key) is not None:
                 name = "f%d_%s" % (j, key)
@@ -190,7 +196,8 @@ def document(row, filter_ids):
         "top": top or [],
         "windows": windows or [],
         "sessions": {"summary": summary, "by_user": as_dict(by_user)},
-        "filters": {fid: {"count": c} for fid, c in zip(filter_ids, filters)},
+        "filters": {fid: {"count": c}
+                    for fid, c in sorted(zip(filter_ids, filters))},
     }
 
 

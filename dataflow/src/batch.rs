@@ -117,6 +117,27 @@ impl EventBatch {
         self.ts.is_empty()
     }
 
+    /// An empty batch for `dest` with room for as many events and bytes as `like` holds.
+    pub fn with_capacity_of(dest: u32, like: &EventBatch) -> Self {
+        let col = |c: &StrColumn| StrColumn {
+            text: String::with_capacity(c.text.len()),
+            ends: Vec::with_capacity(c.ends.len()),
+        };
+        let n = like.len();
+        EventBatch {
+            dest,
+            sender_max_ts: i64::MIN,
+            ts: Vec::with_capacity(n),
+            users: col(&like.users),
+            emojis: col(&like.emojis),
+            types: col(&like.types),
+            tiers: col(&like.tiers),
+            amounts: Vec::with_capacity(n),
+            partitions: Vec::with_capacity(n),
+            offsets: Vec::with_capacity(n),
+        }
+    }
+
     /// Empties the batch, keeping its allocations.
     pub fn clear(&mut self) {
         self.sender_max_ts = i64::MIN;

@@ -192,22 +192,26 @@ impl ViewsDocument {
                 doc
             })
             .collect();
-        let by_user: BTreeMap<String, Vec<SessionDoc>> = state
+        // Sorted by user and time, so that floating-point sums do not depend on hash order.
+        let sessions: BTreeMap<&String, Vec<Session>> = state
             .sessions
             .iter()
             .map(|(user, set)| {
                 let mut list: Vec<Session> = set.keys().copied().collect();
-                list.sort_by(|a, b| b.start_ms.cmp(&a.start_ms));
+                list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
+                (user, list)
+            })
+            .collect();
+        let summary = summarize(sessions.len(), sessions.values().flatten());
+        let by_user = sessions
+            .into_iter()
+            .map(|(user, list)| {
                 (
                     user.clone(),
                     list.into_iter().map(SessionDoc::from).collect(),
                 )
             })
             .collect();
-        let summary = summarize(
-            by_user.len(),
-            state.sessions.values().flat_map(|s| s.keys()),
-        );
         let filters = filter_ids
             .iter()
             .map(|id| {

@@ -118,7 +118,9 @@ impl Feed {
         for b in &mut self.batches {
             if !b.is_empty() || announce {
                 b.sender_max_ts = self.newest_ts;
-                let full = std::mem::replace(b, EventBatch::new(b.dest));
+                // Sized like this one: the next batch is likely as large, so it need not grow.
+                let next = EventBatch::with_capacity_of(b.dest, b);
+                let full = std::mem::replace(b, next);
                 inputs.batches.send(full);
             }
         }

@@ -114,21 +114,21 @@ pub struct StoredEvent {
 }
 
 impl CompiledFilter {
-    /// `spec` in terms of `interner`'s numbers.
-    pub fn compile(spec: &FilterSpec, interner: &mut Interner) -> Self {
-        let mut syms = |list: &Option<Vec<String>>| {
+    /// `spec` in terms of interned numbers: user ids from `users`, other names from `labels`.
+    pub fn compile(spec: &FilterSpec, labels: &mut Interner, users: &mut Interner) -> Self {
+        fn syms(list: &Option<Vec<String>>, interner: &mut Interner) -> Option<Vec<Sym>> {
             list.as_ref().map(|l| {
                 let mut v: Vec<Sym> = l.iter().map(|s| interner.intern(s)).collect();
                 v.sort_unstable();
                 v.dedup();
                 v
             })
-        };
+        }
         CompiledFilter {
-            event_types: syms(&spec.event_types),
-            emojis: syms(&spec.emojis),
-            tiers: syms(&spec.tiers),
-            user_ids: syms(&spec.user_ids),
+            event_types: syms(&spec.event_types, labels),
+            emojis: syms(&spec.emojis, labels),
+            tiers: syms(&spec.tiers, labels),
+            user_ids: syms(&spec.user_ids, users),
             min_amount: spec.min_amount.map(|a| a.0),
             max_amount: spec.max_amount.map(|a| a.0),
         }
@@ -170,9 +170,10 @@ mod tests {
 
     fn both(spec: &FilterSpec, e: &EventRef<'_>) -> bool {
         let mut i = Interner::default();
+        let mut users = Interner::default();
         let stored = StoredEvent {
             ts: e.ts,
-            user: i.intern(e.user_id),
+            user: users.intern(e.user_id),
             emoji: i.intern_opt(e.emoji),
             event_type: i.intern(e.event_type),
             tier: i.intern_opt(e.tier),
@@ -180,7 +181,7 @@ mod tests {
             partition: 0,
             offset: 0,
         };
-        let fast = CompiledFilter::compile(spec, &mut i).matches(&stored);
+        let fast = CompiledFilter::compile(spec, &mut i, &mut users).matches(&stored);
         assert_eq!(fast, spec.matches(e), "{spec:?} on {e:?}");
         fast
     }

@@ -20,6 +20,7 @@ pub mod retained;
 pub mod run;
 pub mod sessions;
 pub mod snapshot;
+pub mod store;
 pub mod topk;
 pub mod update;
 pub mod views;

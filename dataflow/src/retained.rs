@@ -8,11 +8,9 @@
 //! events (kept only if not already behind the horizon), then eviction of what fell behind.
 //! Memory is bounded by retention and by the number of users and filters.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use differential_dataflow::{AsCollection, VecCollection};
-use rustc_hash::FxHashMap;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -23,6 +21,7 @@ use crate::config::ViewConfig;
 use crate::filter::{CompiledFilter, FilterSpec, StoredEvent};
 use crate::intern::{Interner, Sym};
 use crate::sessions::{Session, UserSessions};
+use crate::store::EventStore;
 use crate::update::ViewUpdate;
 
 /// A filter change: `(id, spec)` with `+1` (added) or `-1` (removed).
@@ -106,27 +105,6 @@ impl Pending {
     }
 }
 
-/// A stored event, ordered by event time for eviction.
-#[derive(Debug, Clone, Copy)]
-struct ByTs(StoredEvent);
-
-impl PartialEq for ByTs {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ts == other.0.ts
-    }
-}
-impl Eq for ByTs {}
-impl PartialOrd for ByTs {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ByTs {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.ts.cmp(&other.0.ts)
-    }
-}
-
 /// A filter in force on this worker, with its pending change in matches.
 struct ActiveFilter {
     compiled: CompiledFilter,
@@ -135,15 +113,39 @@ struct ActiveFilter {
     delta: i64,
 }
 
+/// One user's sessions, and this time's session changes.
+#[derive(Default)]
+struct UserState {
+    sessions: UserSessions,
+    /// Session changes since the last drain; an update that undoes the previous one cancels it.
+    log: Vec<(Session, isize)>,
+    dirty: bool,
+}
+
+/// Records a session change, cancelling it against the previous one when it undoes it (an
+/// event extending a session reports `-old +new`; the next one `-new +newer`).
+fn log_change(log: &mut Vec<(Session, isize)>, s: Session, diff: isize) {
+    if let Some(&(last, d)) = log.last() {
+        if last == s && d == -diff {
+            log.pop();
+            return;
+        }
+    }
+    log.push((s, diff));
+}
+
 /// One worker's retained events, sessions and filter counts.
 pub struct RetainedState {
     cfg: ViewConfig,
-    interner: Interner,
-    store: BinaryHeap<Reverse<ByTs>>,
-    users: FxHashMap<Sym, UserSessions>,
+    /// Emojis, event types and tiers.
+    labels: Interner,
+    /// User ids; a user's number indexes `users` (minus one).
+    user_ids: Interner,
+    users: Vec<UserState>,
+    store: EventStore,
     filters: BTreeMap<(String, FilterSpec), ActiveFilter>,
     newest_ts: i64,
-    session_changes: FxHashMap<(Sym, Session), isize>,
+    dirty_users: Vec<Sym>,
     /// Match counts of filters removed at this time, to retract.
     removed: Vec<(String, i64)>,
 }
@@ -153,12 +155,14 @@ impl RetainedState {
     pub fn new(cfg: ViewConfig) -> Self {
         RetainedState {
             cfg,
-            interner: Interner::default(),
-            store: BinaryHeap::new(),
-            users: FxHashMap::default(),
+            labels: Interner::default(),
+            user_ids: Interner::default(),
+            users: Vec::new(),
+            // About 512 buckets over the retention period.
+            store: EventStore::new(cfg.retention_ms / 512),
             filters: BTreeMap::new(),
             newest_ts: i64::MIN,
-            session_changes: FxHashMap::default(),
+            dirty_users: Vec::new(),
             removed: Vec::new(),
         }
     }
@@ -185,10 +189,11 @@ impl RetainedState {
         for b in batches {
             self.newest_ts = self.newest_ts.max(b.sender_max_ts);
         }
+        // Evicting first keeps the store's buckets within the retention period.
+        self.evict();
         for b in batches {
             self.insert(b);
         }
-        self.evict();
         self.drain(&mut emit);
     }
 
@@ -197,12 +202,9 @@ impl RetainedState {
         let entry = match self.filters.get_mut(&key) {
             Some(f) => f,
             None if diff > 0 => {
-                let compiled = CompiledFilter::compile(&key.1, &mut self.interner);
-                let matches = self
-                    .store
-                    .iter()
-                    .filter(|Reverse(ByTs(e))| compiled.matches(e))
-                    .count() as i64;
+                let compiled =
+                    CompiledFilter::compile(&key.1, &mut self.labels, &mut self.user_ids);
+                let matches = self.store.iter().filter(|e| compiled.matches(e)).count() as i64;
                 self.filters.entry(key.clone()).or_insert(ActiveFilter {
                     compiled,
                     multiplicity: 0,
@@ -221,16 +223,25 @@ impl RetainedState {
         }
     }
 
+    fn user(&mut self, user_id: &str) -> Sym {
+        let sym = self.user_ids.intern(user_id);
+        if self.users.len() < sym as usize {
+            self.users.resize_with(sym as usize, UserState::default);
+        }
+        sym
+    }
+
     fn insert(&mut self, batch: &EventBatch) {
         let horizon = self.horizon();
         let gap = self.cfg.session_gap_ms;
         for e in batch.iter().filter(|e| e.ts >= horizon) {
+            let user = self.user(e.user_id);
             let stored = StoredEvent {
                 ts: e.ts,
-                user: self.interner.intern(e.user_id),
-                emoji: self.interner.intern_opt(e.emoji),
-                event_type: self.interner.intern(e.event_type),
-                tier: self.interner.intern_opt(e.tier),
+                user,
+                emoji: self.labels.intern_opt(e.emoji),
+                event_type: self.labels.intern(e.event_type),
+                tier: self.labels.intern_opt(e.tier),
                 amount: e.amount.unwrap_or(f64::NAN),
                 partition: e.partition,
                 offset: e.offset,
@@ -240,40 +251,39 @@ impl RetainedState {
                     f.delta += 1;
                 }
             }
-            let changes = &mut self.session_changes;
-            self.users
-                .entry(stored.user)
-                .or_default()
-                .insert(stored.ts, gap, &mut |s, d| {
-                    *changes.entry((stored.user, s)).or_insert(0) += d
-                });
-            self.store.push(Reverse(ByTs(stored)));
+            self.store.insert(stored);
+            let state = &mut self.users[user as usize - 1];
+            let log = &mut state.log;
+            state
+                .sessions
+                .insert(stored.ts, gap, &mut |s, d| log_change(log, s, d));
+            if !state.dirty {
+                state.dirty = true;
+                self.dirty_users.push(user);
+            }
         }
     }
 
     fn evict(&mut self) {
-        let horizon = self.horizon();
         let gap = self.cfg.session_gap_ms;
-        while let Some(Reverse(ByTs(e))) = self.store.peek().copied() {
-            if e.ts >= horizon {
-                break;
-            }
-            self.store.pop();
-            for f in self.filters.values_mut() {
-                if f.compiled.matches(&e) {
+        let horizon = self.horizon();
+        let (users, filters, dirty) = (&mut self.users, &mut self.filters, &mut self.dirty_users);
+        self.store.evict_before(horizon, |e| {
+            for f in filters.values_mut() {
+                if f.compiled.matches(e) {
                     f.delta -= 1;
                 }
             }
-            if let Some(user) = self.users.get_mut(&e.user) {
-                let changes = &mut self.session_changes;
-                user.remove(e.ts, gap, &mut |s, d| {
-                    *changes.entry((e.user, s)).or_insert(0) += d
-                });
-                if user.is_empty() {
-                    self.users.remove(&e.user);
-                }
+            let state = &mut users[e.user as usize - 1];
+            let log = &mut state.log;
+            state
+                .sessions
+                .remove(e.ts, gap, &mut |s, d| log_change(log, s, d));
+            if !state.dirty {
+                state.dirty = true;
+                dirty.push(e.user);
             }
-        }
+        });
     }
 
     fn drain(&mut self, emit: &mut impl FnMut(ViewUpdate, isize)) {
@@ -289,12 +299,19 @@ impl RetainedState {
                 f.delta = 0;
             }
         }
-        for ((user, session), diff) in self.session_changes.drain() {
-            if diff != 0 {
-                emit(
-                    ViewUpdate::Session(self.interner.name(user).to_owned(), session),
-                    diff,
-                );
+        for user in self.dirty_users.drain(..) {
+            let state = &mut self.users[user as usize - 1];
+            state.dirty = false;
+            let mut log = std::mem::take(&mut state.log);
+            differential_dataflow::consolidation::consolidate(&mut log);
+            let name = self.user_ids.name(user);
+            for (session, diff) in log.drain(..) {
+                emit(ViewUpdate::Session(name.to_owned(), session), diff);
+            }
+            // Keep the allocation for the next time.
+            state.log = log;
+            if state.sessions.is_empty() {
+                state.sessions = UserSessions::default();
             }
         }
     }

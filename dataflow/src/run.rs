@@ -1,7 +1,8 @@
 //! Running the views over NDJSON input (a file or bytes in memory) on N worker threads.
 //!
-//! Each worker reads its own byte range of the input (see [`emoflow_ingest::ndjson`]), so
-//! decoding runs in parallel. Every `batch_lines` lines is one dataflow time; a worker never
+//! Workers take turns through the input in chunks of [`CHUNK_BYTES`] (see
+//! [`emoflow_ingest::ndjson`]), so decoding runs in parallel while events still reach the views
+//! in nearly file order, as from parallel Kafka partitions. Every `batch_lines` lines is one dataflow time; a worker never
 //! runs more than [`MAX_TIMES_IN_FLIGHT`] times ahead of the views, which bounds buffered input.
 //! Worker 0 also feeds the filters: the initial ones at time 0, scheduled changes later.
 
@@ -12,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use emoflow_ingest::ndjson::{lines_before, split_ranges, Line, LineReader};
+use emoflow_ingest::ndjson::{interleaved_ranges, Line, LineCounter, RangesReader};
 use emoflow_ingest::{decode_event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
 use timely::dataflow::operators::capture::{Capture as _, Event, EventPusher};
 use timely::dataflow::operators::Exchange as _;
@@ -23,6 +24,9 @@ use crate::filter::FilterSpec;
 use crate::snapshot::{CapturedEvent, Collector, ViewState};
 use crate::update::ViewUpdate;
 use crate::views::build_views;
+
+/// Bytes of input a worker reads before the next worker's turn.
+pub const CHUNK_BYTES: u64 = 4 << 20;
 
 /// How many dataflow times a worker may run ahead of the finished views.
 pub const MAX_TIMES_IN_FLIGHT: u64 = 4;
@@ -179,7 +183,7 @@ pub fn run_views(
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let ranges = split_ranges(input.len()?, workers);
+    let ranges = interleaved_ranges(input.len()?, workers, CHUNK_BYTES);
     let (tx, rx) = mpsc::channel::<CapturedEvent>();
     let shared = Arc::new(Shared {
         input,
@@ -215,7 +219,7 @@ pub fn run_views(
 
 struct Shared {
     input: InputData,
-    ranges: Vec<std::ops::Range<u64>>,
+    ranges: Vec<Vec<std::ops::Range<u64>>>,
     opts: RunOptions,
     capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
     dead_letters: Mutex<Option<mpsc::Sender<DeadLetter>>>,
@@ -245,10 +249,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
             inputs.filters.update((id.clone(), spec.clone()), 1);
         }
     }
-    let range = shared.ranges[index].clone();
-    let mut reader = LineReader::new(shared.input.open()?, range.clone())
-        .map_err(|e| RunError::Io(e.to_string()))?;
-    let mut line_base: Option<u64> = None;
+    let open = || {
+        shared
+            .input
+            .open()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    let mut reader = RangesReader::new(open, shared.ranges[index].clone());
+    let mut line_numbers = LineCounter::default();
     let mut feed = Feed::new(cfg, peers);
     let mut lines = 0u64;
     let mut time = 1u64;
@@ -285,20 +293,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
                     Err((rejection, bytes)) => {
                         feed.reject(rejection.reason);
                         if let Some(tx) = &dead_letters {
-                            let base = *line_base.get_or_insert_with(|| {
-                                shared
-                                    .input
-                                    .open()
-                                    .ok()
-                                    .and_then(|r| lines_before(r, range.start).ok())
-                                    .unwrap_or_else(|| {
-                                        io_error = Some("cannot count lines".to_owned());
-                                        0
-                                    })
-                            });
+                            let line = open()
+                                .and_then(|input| line_numbers.line_number(input, pos))
+                                .unwrap_or_else(|e| {
+                                    io_error = Some(format!("cannot count lines: {e}"));
+                                    0
+                                });
                             let payload = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
                             let _ = tx.send(DeadLetter {
-                                line: base + pos.index_in_range + 1,
+                                line,
                                 rejection,
                                 payload: payload.into_owned(),
                             });
@@ -317,7 +320,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         }
         time += 1;
         let lagging = time.saturating_sub(MAX_TIMES_IN_FLIGHT);
-        worker.step_while(|| probe.less_than(&lagging));
+        // Park rather than spin while waiting for the other workers.
+        while probe.less_than(&lagging) {
+            worker.step_or_park(None);
+        }
     }
     Ok(lines)
 }

@@ -7,7 +7,7 @@
 //! (retention) shortens the first session. Each change is reported as differential updates
 //! (`-old`, `+new`), so nothing ever re-reads a heavy user's whole history.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,21 +34,15 @@ impl Session {
     }
 }
 
-/// One user's retained event times and sessions.
+/// One user's retained event times and sessions. Both are kept sorted in contiguous memory:
+/// events mostly arrive in time order, so inserting is usually a push at the back and evicting
+/// the earliest a pop at the front.
 #[derive(Debug, Default, Clone)]
 pub struct UserSessions {
-    /// Event time → number of events at that time.
-    times: BTreeMap<i64, u32>,
-    /// Session start → (end, events).
-    sessions: BTreeMap<i64, (i64, u64)>,
-}
-
-fn session(start: i64, (end, events): (i64, u64)) -> Session {
-    Session {
-        start_ms: start,
-        end_ms: end,
-        events,
-    }
+    /// Retained event times, sorted (equal times repeat).
+    times: VecDeque<i64>,
+    /// Sessions, sorted by start; they never overlap.
+    sessions: Vec<Session>,
 }
 
 impl UserSessions {
@@ -59,101 +53,149 @@ impl UserSessions {
 
     /// The sessions, oldest first.
     pub fn sessions(&self) -> impl Iterator<Item = Session> + '_ {
-        self.sessions.iter().map(|(&s, &v)| session(s, v))
+        self.sessions.iter().copied()
+    }
+
+    /// Replaces session `i` by `new`, reporting both.
+    fn replace(&mut self, i: usize, new: Session, change: &mut impl FnMut(Session, isize)) {
+        change(self.sessions[i], -1);
+        self.sessions[i] = new;
+        change(new, 1);
     }
 
     /// Adds an event at `ts`; `change` hears each session that left (`-1`) or appeared (`+1`).
     pub fn insert(&mut self, ts: i64, gap: i64, change: &mut impl FnMut(Session, isize)) {
-        *self.times.entry(ts).or_insert(0) += 1;
-        let before = self
-            .sessions
-            .range(..=ts)
-            .next_back()
-            .map(|(&s, &v)| (s, v));
-        if let Some((start, (end, events))) = before {
-            if ts <= end {
-                change(session(start, (end, events)), -1);
-                self.sessions.insert(start, (end, events + 1));
-                change(session(start, (end, events + 1)), 1);
+        // Events mostly arrive in time order: check the back before searching.
+        match self.times.back() {
+            Some(&last) if last > ts => {
+                let pos = self.times.partition_point(|&t| t <= ts);
+                self.times.insert(pos, ts);
+            }
+            _ => self.times.push_back(ts),
+        }
+        // Sessions [0, i) start at or before ts.
+        let i = match self.sessions.last() {
+            Some(last) if last.start_ms > ts => self.sessions.partition_point(|s| s.start_ms <= ts),
+            _ => self.sessions.len(),
+        };
+        if let Some(b) = i.checked_sub(1) {
+            let s = self.sessions[b];
+            if ts <= s.end_ms {
+                self.replace(
+                    b,
+                    Session {
+                        events: s.events + 1,
+                        ..s
+                    },
+                    change,
+                );
                 return;
             }
         }
-        let left = before.filter(|&(_, (end, _))| ts - end <= gap);
-        let right = self
-            .sessions
-            .range(ts + 1..)
-            .next()
-            .map(|(&s, &v)| (s, v))
-            .filter(|&(start, _)| start - ts <= gap);
-        let mut merged = (ts, (ts, 1u64));
-        if let Some((start, v)) = left {
-            change(session(start, v), -1);
-            self.sessions.remove(&start);
-            merged = (start, (ts, merged.1 .1 + v.1));
+        let left = i
+            .checked_sub(1)
+            .filter(|&b| ts - self.sessions[b].end_ms <= gap);
+        let right =
+            Some(i).filter(|&r| self.sessions.get(r).is_some_and(|s| s.start_ms - ts <= gap));
+        let mut merged = Session {
+            start_ms: ts,
+            end_ms: ts,
+            events: 1,
+        };
+        if let Some(r) = right {
+            let s = self.sessions.remove(r);
+            change(s, -1);
+            merged.end_ms = s.end_ms;
+            merged.events += s.events;
         }
-        if let Some((start, v)) = right {
-            change(session(start, v), -1);
-            self.sessions.remove(&start);
-            merged.1 = (v.0, merged.1 .1 + v.1);
+        match left {
+            Some(l) => {
+                let s = self.sessions[l];
+                merged.start_ms = s.start_ms;
+                merged.events += s.events;
+                self.replace(l, merged, change);
+            }
+            None => {
+                self.sessions.insert(i, merged);
+                change(merged, 1);
+            }
         }
-        self.sessions.insert(merged.0, merged.1);
-        change(session(merged.0, merged.1), 1);
     }
 
-    /// Removes one event at `ts` (a no-op if there is none). Removing a session's first or last
-    /// event is O(log n); removing an inner event that leaves a gap wider than `gap` splits the
-    /// session, which counts the events of the shorter side.
+    /// Removes one event at `ts` (a no-op if there is none), in O(log n) apart from moving
+    /// memory: removing a session's first or last event shortens it; removing an inner event
+    /// that leaves a gap wider than `gap` splits it.
     pub fn remove(&mut self, ts: i64, gap: i64, change: &mut impl FnMut(Session, isize)) {
-        let Some(n) = self.times.get_mut(&ts) else {
-            return;
-        };
-        *n -= 1;
-        let gone = *n == 0;
-        if gone {
-            self.times.remove(&ts);
-        }
-        let Some((&start, &(end, events))) = self.sessions.range(..=ts).next_back() else {
-            return;
-        };
-        change(session(start, (end, events)), -1);
-        self.sessions.remove(&start);
-        if events == 1 {
+        let pos = self.times.partition_point(|&t| t < ts);
+        if self.times.get(pos) != Some(&ts) {
             return;
         }
-        if !gone {
-            self.sessions.insert(start, (end, events - 1));
-            change(session(start, (end, events - 1)), 1);
+        self.times.remove(pos);
+        let i = self.sessions.partition_point(|s| s.start_ms <= ts) - 1;
+        let s = self.sessions[i];
+        if s.events == 1 {
+            self.sessions.remove(i);
+            change(s, -1);
             return;
         }
-        let prev = self.times.range(start..ts).next_back().map(|(&t, _)| t);
-        let next = if ts < end {
-            self.times.range(ts + 1..=end).next().map(|(&t, _)| t)
-        } else {
-            None
+        let still_there = self.times.get(pos) == Some(&ts);
+        let prev = pos
+            .checked_sub(1)
+            .map(|p| self.times[p])
+            .filter(|&t| t >= s.start_ms);
+        let next = self.times.get(pos).copied().filter(|&t| t <= s.end_ms);
+        let shorter = Session {
+            events: s.events - 1,
+            ..s
         };
-        let parts: Vec<(i64, (i64, u64))> = match (prev, next) {
-            (None, Some(n)) => vec![(n, (end, events - 1))],
-            (Some(p), None) => vec![(start, (p, events - 1))],
-            (Some(p), Some(n)) if n - p <= gap => vec![(start, (end, events - 1))],
+        match (prev, next) {
+            _ if still_there => self.replace(i, shorter, change),
+            (None, Some(n)) => self.replace(
+                i,
+                Session {
+                    start_ms: n,
+                    ..shorter
+                },
+                change,
+            ),
+            (Some(p), None) => self.replace(
+                i,
+                Session {
+                    end_ms: p,
+                    ..shorter
+                },
+                change,
+            ),
+            (Some(p), Some(n)) if n - p <= gap => self.replace(i, shorter, change),
             (Some(p), Some(n)) => {
-                let left: u64 = self
-                    .times
-                    .range(start..=p)
-                    .map(|(_, &c)| u64::from(c))
-                    .sum();
-                vec![(start, (p, left)), (n, (end, events - 1 - left))]
+                let left = (pos - self.times.partition_point(|&t| t < s.start_ms)) as u64;
+                self.replace(
+                    i,
+                    Session {
+                        end_ms: p,
+                        events: left,
+                        ..s
+                    },
+                    change,
+                );
+                let right = Session {
+                    start_ms: n,
+                    end_ms: s.end_ms,
+                    events: s.events - 1 - left,
+                };
+                self.sessions.insert(i + 1, right);
+                change(right, 1);
             }
-            (None, None) => vec![],
-        };
-        for (s, v) in parts {
-            self.sessions.insert(s, v);
-            change(session(s, v), 1);
+            (None, None) => {
+                self.sessions.remove(i);
+                change(s, -1);
+            }
         }
     }
 
     /// The earliest retained event time.
     pub fn earliest(&self) -> Option<i64> {
-        self.times.keys().next().copied()
+        self.times.front().copied()
     }
 }
 

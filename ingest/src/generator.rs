@@ -145,7 +145,7 @@ impl Generator {
         if let Some(a) = amount {
             let _ = write!(out, r#","amount":{a}"#);
         }
-        if alias && self.emitted % 2 == 0 {
+        if alias && self.emitted.is_multiple_of(2) {
             let _ = write!(out, r#","timestamp":"{}""#, rfc3339(ts));
         } else {
             let _ = write!(out, r#","{}":{ts}"#, k("ts", "timestamp"));

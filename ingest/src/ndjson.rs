@@ -34,14 +34,107 @@ pub enum Line<'a> {
     },
 }
 
-/// Where a line was found: its index among the lines of this range (from 0) and its byte offset
-/// in the whole input.
+/// Where a line was found: its index among the lines of its range (from 0), where that range
+/// starts, and the line's byte offset in the whole input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinePos {
     /// Index among the lines of the range this reader reads, from 0.
     pub index_in_range: u64,
     /// Byte offset of the line's first byte in the whole input.
     pub byte_offset: u64,
+    /// Byte offset where the range starts (see [`LineCounter`] for line numbers).
+    pub range_start: u64,
+}
+
+/// Splits `len` bytes into chunks of about `chunk` bytes, dealt round-robin to `parts` readers.
+/// Readers that take turns through the input this way stay close to each other in it, so events
+/// reach the dataflow in nearly the order of the file, as they would from parallel partitions.
+pub fn interleaved_ranges(len: u64, parts: usize, chunk: u64) -> Vec<Vec<Range<u64>>> {
+    let parts = parts.max(1);
+    let chunk = chunk.max(1);
+    let mut out = vec![Vec::new(); parts];
+    let mut start = 0;
+    let mut i = 0;
+    while start < len {
+        let end = (start + chunk).min(len);
+        out[i % parts].push(start..end);
+        start = end;
+        i += 1;
+    }
+    out
+}
+
+/// Reads the lines of several byte ranges, one after the other, in batches.
+pub struct RangesReader<R, F> {
+    open: F,
+    ranges: std::collections::VecDeque<Range<u64>>,
+    current: Option<LineReader<R>>,
+    /// The buffer of the last finished range, for the next.
+    spare: Vec<u8>,
+}
+
+impl<R: Read + Seek, F: FnMut() -> io::Result<R>> RangesReader<R, F> {
+    /// A reader of `ranges`, opening the input with `open` for each.
+    pub fn new(open: F, ranges: Vec<Range<u64>>) -> Self {
+        RangesReader {
+            open,
+            ranges: ranges.into(),
+            current: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// As [`LineReader::next_batch`], across ranges.
+    pub fn next_batch(
+        &mut self,
+        max_lines: usize,
+        mut f: impl FnMut(LinePos, Line<'_>),
+    ) -> io::Result<usize> {
+        let mut handed = 0;
+        while handed < max_lines {
+            let reader = match &mut self.current {
+                Some(r) => r,
+                None => match self.ranges.pop_front() {
+                    Some(range) => {
+                        let buf = std::mem::take(&mut self.spare);
+                        self.current
+                            .insert(LineReader::with_buffer((self.open)()?, range, buf)?)
+                    }
+                    None => return Ok(handed),
+                },
+            };
+            let n = reader.next_batch(max_lines - handed, &mut f)?;
+            if n == 0 {
+                if let Some(done) = self.current.take() {
+                    self.spare = done.into_buffer();
+                }
+            }
+            handed += n;
+        }
+        Ok(handed)
+    }
+}
+
+/// Turns positions into 1-based line numbers, counting newlines only when asked and only once
+/// over the input (positions must come in increasing order of `range_start`).
+#[derive(Debug, Default)]
+pub struct LineCounter {
+    offset: u64,
+    lines: u64,
+}
+
+impl LineCounter {
+    /// The 1-based line number of the line at `pos`, reading `input` as far as its range start.
+    pub fn line_number<R: Read + Seek>(&mut self, input: R, pos: LinePos) -> io::Result<u64> {
+        if pos.range_start < self.offset {
+            *self = LineCounter::default();
+        }
+        if pos.range_start > self.offset {
+            self.lines += count_lines(input, self.offset..pos.range_start)?;
+            self.offset = pos.range_start;
+        }
+        Ok(self.lines + pos.index_in_range + 1)
+    }
 }
 
 /// Reads the lines of one byte range of an input, in batches.
@@ -55,6 +148,7 @@ pub struct LineReader<R> {
     buf_offset: u64,
     /// Lines starting at or after this offset belong to the next range.
     end: u64,
+    range_start: u64,
     next_index: u64,
     eof: bool,
 }
@@ -63,7 +157,13 @@ const READ_CHUNK: usize = 1 << 20;
 
 impl<R: Read + Seek> LineReader<R> {
     /// A reader of the lines whose first byte lies in `range`.
-    pub fn new(mut input: R, range: Range<u64>) -> io::Result<Self> {
+    pub fn new(input: R, range: Range<u64>) -> io::Result<Self> {
+        Self::with_buffer(input, range, Vec::new())
+    }
+
+    /// As [`LineReader::new`], reusing `buf`'s allocation (see [`LineReader::into_buffer`]).
+    pub fn with_buffer(mut input: R, range: Range<u64>, mut buf: Vec<u8>) -> io::Result<Self> {
+        buf.clear();
         let mut skip_partial = false;
         let seek_to = if range.start > 0 {
             // Look at the byte before the range: a line starts at range.start only after '\n'.
@@ -78,22 +178,30 @@ impl<R: Read + Seek> LineReader<R> {
         };
         let mut reader = LineReader {
             input,
-            buf: Vec::with_capacity(READ_CHUNK * 2),
+            buf,
             start: 0,
             filled: 0,
             buf_offset: seek_to,
             end: range.end,
+            range_start: range.start,
             next_index: 0,
             eof: false,
         };
         if skip_partial {
             reader.skip_partial_line()?;
+            // The skipped line is numbered as this range's line 0 (it starts before the range).
+            reader.next_index = 1;
         }
         Ok(reader)
     }
 }
 
 impl<R: Read> LineReader<R> {
+    /// The reader's buffer, to reuse for the next range.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     fn offset_of(&self, pos: usize) -> u64 {
         self.buf_offset + pos as u64
     }
@@ -189,6 +297,7 @@ impl<R: Read> LineReader<R> {
         let pos = LinePos {
             index_in_range: self.next_index,
             byte_offset: self.offset_of(self.start),
+            range_start: self.range_start,
         };
         self.next_index += 1;
         pos
@@ -231,11 +340,10 @@ fn emit(pos: LinePos, line: &[u8], f: &mut impl FnMut(LinePos, Line<'_>)) -> boo
     true
 }
 
-/// Counts the lines that start before byte `offset` (to turn an index within a range into a
-/// line number of the whole input; done only when a bad line needs reporting).
-pub fn lines_before<R: Read + Seek>(mut input: R, offset: u64) -> io::Result<u64> {
-    input.seek(SeekFrom::Start(0))?;
-    let mut limited = input.take(offset);
+/// Counts the newlines in `range` of `input`.
+fn count_lines<R: Read + Seek>(mut input: R, range: Range<u64>) -> io::Result<u64> {
+    input.seek(SeekFrom::Start(range.start))?;
+    let mut limited = input.take(range.end - range.start);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut lines = 0u64;
     loop {
@@ -302,9 +410,42 @@ mod tests {
     }
 
     #[test]
-    fn lines_before_counts_newlines() {
-        let data = b"a\nb\nc\n";
-        assert_eq!(lines_before(Cursor::new(&data[..]), 4).unwrap(), 2);
+    fn interleaved_ranges_read_every_line_once_with_its_number() {
+        let data: String = (1..=200).map(|i| format!("line{i}\n")).collect();
+        for (parts, chunk) in [(1, 7), (2, 13), (3, 64), (2, 10_000)] {
+            let mut seen = Vec::new();
+            for ranges in interleaved_ranges(data.len() as u64, parts, chunk) {
+                let mut reader = RangesReader::new(|| Ok(Cursor::new(data.as_bytes())), ranges);
+                let mut counter = LineCounter::default();
+                let mut batch = Vec::new();
+                while reader
+                    .next_batch(5, |pos, line| batch.push((pos, line_text(line))))
+                    .unwrap()
+                    > 0
+                {
+                    for (pos, text) in batch.drain(..) {
+                        let n = counter
+                            .line_number(Cursor::new(data.as_bytes()), pos)
+                            .unwrap();
+                        assert_eq!(text, format!("line{n}"));
+                        seen.push(n);
+                    }
+                }
+            }
+            seen.sort();
+            assert_eq!(
+                seen,
+                (1..=200).collect::<Vec<u64>>(),
+                "parts {parts} chunk {chunk}"
+            );
+        }
+    }
+
+    fn line_text(line: Line<'_>) -> String {
+        match line {
+            Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            Line::TooLong { len, .. } => format!("<{len}>"),
+        }
     }
 
     proptest::proptest! {
