@@ -3,6 +3,7 @@
 //!
 //! After changing a fixture, `UPDATE_FIXTURES=1 cargo test --test fixtures` rewrites the
 //! expected files from the oracle (never from emoflow itself).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! The dataflow's views equal the oracle's (a naive computation of SPEC section 3) over random
 //! event sets: for 1, 2 and 3 workers, shuffled arrival orders, many small dataflow times,
 //! filters added and removed mid-stream, and retention horizons that evict part of the history.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.
 
 use std::sync::Arc;
 
@@ -141,15 +142,16 @@ fn case() -> impl Strategy<Value = Case> {
         )
 }
 
-/// Replays the filter schedule the way the dataflow sees it and returns the final filter set,
-/// plus the changes as the run should apply them (only effective ones: no double add/remove).
-fn schedule(
-    c: &Case,
-) -> (
+/// Filters at the start, filters at the end, and the changes between.
+type Schedule = (
     Vec<(String, Value)>,
     Vec<(String, Value)>,
     Vec<ScheduledFilterChange>,
-) {
+);
+
+/// Replays the filter schedule the way the dataflow sees it and returns the final filter set,
+/// plus the changes as the run should apply them (only effective ones: no double add/remove).
+fn schedule(c: &Case) -> Schedule {
     let all = filters();
     let mut present: Vec<usize> = Vec::new();
     for &i in &c.initial {
