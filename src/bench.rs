@@ -24,6 +24,8 @@ pub struct RunResult {
     accepted: i64,
     seconds: f64,
     peak_rss_bytes: u64,
+    /// Bytes of input held in memory during the run (the `memory` source), part of the peak.
+    input_bytes: u64,
 }
 
 /// Runs every worker count `runs` times and prints the medians as a table.
@@ -50,7 +52,41 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         rows.push((workers, results[results.len() / 2].clone()));
     }
     print_table(&args, &rows);
-    write_csv(&args.csv, &rows)
+    write_csv(&args.csv, &rows)?;
+    write_plot(&args.csv.with_extension("svg"), &rows)
+}
+
+/// A bar chart of events/s per worker count, as SVG (readable by any browser).
+fn write_plot(path: &std::path::Path, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
+    let rates: Vec<(usize, f64)> = rows
+        .iter()
+        .map(|(w, r)| (*w, r.lines as f64 / r.seconds))
+        .collect();
+    let max = rates.iter().map(|r| r.1).fold(1.0, f64::max);
+    let (width, height, bar) = (120 + 100 * rates.len(), 300.0, 60.0);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="340" font-family="sans-serif" font-size="12">
+<text x="10" y="16">emoflow bench: events/s by worker count</text>
+"#
+    );
+    for (i, (w, rate)) in rates.iter().enumerate() {
+        let h = rate / max * (height - 60.0);
+        let x = 60.0 + i as f64 * 100.0;
+        let y = height - h;
+        svg += &format!(
+            r#"<rect x="{x}" y="{y:.1}" width="{bar}" height="{h:.1}" fill="steelblue"/>
+<text x="{x}" y="{:.1}">{:.0}</text>
+<text x="{x}" y="{:.1}">{w} worker(s)</text>
+"#,
+            y - 4.0,
+            rate,
+            height + 16.0
+        );
+    }
+    svg += "</svg>\n";
+    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
 }
 
 fn spawn_run(exe: &PathBuf, args: &BenchArgs, workers: usize) -> anyhow::Result<RunResult> {
@@ -88,19 +124,21 @@ fn print_table(args: &BenchArgs, rows: &[(usize, RunResult)]) {
         "source={} events={} users={} filters={} runs={} (median run)",
         args.source, args.events, args.users, args.filters, args.runs
     );
-    println!("| workers | lines | seconds | events/s | events/s/worker | speedup | peak RSS MiB | bytes/event |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| workers | lines | seconds | events/s | events/s/worker | speedup | peak RSS MiB | input in memory MiB | (peak - input) bytes/event |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (w, r) in rows {
         let rate = r.lines as f64 / r.seconds;
         let speedup = base.map_or("-".to_owned(), |b| format!("{:.2}x", rate / b));
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
-            "| {w} | {} | {:.3} | {:.0} | {:.0} | {speedup} | {:.0} | {:.0} |",
+            "| {w} | {} | {:.3} | {:.0} | {:.0} | {speedup} | {:.0} | {:.0} | {:.0} |",
             r.lines,
             r.seconds,
             rate,
             rate / *w as f64,
-            r.peak_rss_bytes as f64 / (1 << 20) as f64,
-            r.peak_rss_bytes as f64 / r.lines.max(1) as f64,
+            mib(r.peak_rss_bytes),
+            mib(r.input_bytes),
+            r.peak_rss_bytes.saturating_sub(r.input_bytes) as f64 / r.lines.max(1) as f64,
         );
     }
 }
@@ -118,12 +156,13 @@ fn write_csv(path: &PathBuf, rows: &[(usize, RunResult)]) -> anyhow::Result<()> 
     for (w, r) in rows {
         writeln!(
             f,
-            "{w},{},{},{:.6},{:.0},{}",
+            "{w},{},{},{:.6},{:.0},{},{}",
             r.lines,
             r.accepted,
             r.seconds,
             r.lines as f64 / r.seconds,
-            r.peak_rss_bytes
+            r.peak_rss_bytes,
+            r.input_bytes
         )?;
     }
     eprintln!("bench: wrote {}", path.display());
@@ -161,6 +200,7 @@ pub fn synthetic_filters(n: usize) -> Vec<(String, FilterSpec)> {
 
 /// One run in this process; prints its [`RunResult`] as JSON.
 pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
+    let mut input_bytes = 0;
     let input = match args.source.as_str() {
         "file" => InputData::File(args.input.context("--source file needs --input")?),
         _ => {
@@ -170,6 +210,7 @@ pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
                 ..GeneratorConfig::default()
             })
             .write_ndjson(args.events, &mut buf, |_| {})?;
+            input_bytes = buf.len() as u64;
             InputData::Memory(Arc::from(buf.into_boxed_slice()))
         }
     };
@@ -187,6 +228,7 @@ pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
         accepted,
         seconds: out.elapsed.as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
+        input_bytes,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

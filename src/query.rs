@@ -3,12 +3,16 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use emoflow_dataflow::{
     parse_filter_list, run_views, DeadLetter, InputData, RunOptions, ViewsDocument,
 };
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::QueryArgs;
 
@@ -27,13 +31,19 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     };
     let cfg = args.views.config();
     let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+    let progress = Arc::new(AtomicU64::new(0));
     let opts = RunOptions {
         workers: args.workers,
         batch_lines: args.batch_lines.max(1),
         views: cfg,
         filters,
         filter_changes: Vec::new(),
+        progress: Some(progress.clone()),
     };
+    let size = std::fs::metadata(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?
+        .len();
+    let bar = ProgressTicker::start(size, progress);
     let (tx, rx) = mpsc::channel();
     let writer = args
         .dead_letters
@@ -43,7 +53,9 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         InputData::File(args.input.clone()),
         opts,
         writer.as_ref().map(|_| tx),
-    )?;
+    );
+    bar.finish();
+    let out = out?;
     if let Some(handle) = writer {
         match handle.join() {
             Ok(result) => result?,
@@ -91,4 +103,44 @@ pub fn write_dead_letters(path: &Path, rx: mpsc::Receiver<DeadLetter>) -> anyhow
     }
     w.flush()?;
     Ok(())
+}
+
+/// A progress bar over the input's bytes, fed by the workers' counter (shown only on a
+/// terminal).
+struct ProgressTicker {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressTicker {
+    fn start(total: u64, read: Arc<AtomicU64>) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let thread = std::thread::spawn({
+            let done = done.clone();
+            move || {
+                while !done.load(Ordering::Relaxed) {
+                    bar.set_position(read.load(Ordering::Relaxed));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            }
+        });
+        ProgressTicker {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{Cursor, Read, Seek};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,6 +122,8 @@ pub struct RunOptions {
     pub filters: Vec<(String, FilterSpec)>,
     /// Filter changes during the run.
     pub filter_changes: Vec<ScheduledFilterChange>,
+    /// When given, workers add the bytes of input they have read here (for progress bars).
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for RunOptions {
@@ -131,6 +134,7 @@ impl Default for RunOptions {
             views: ViewConfig::default(),
             filters: Vec::new(),
             filter_changes: Vec::new(),
+            progress: None,
         }
     }
 }
@@ -276,8 +280,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
             }
         }
         let mut io_error = None;
+        let mut bytes = 0u64;
         let read = reader
             .next_batch(opts.batch_lines, |pos, line| {
+                bytes += match line {
+                    Line::Text(text) => text.len() as u64 + 1,
+                    Line::TooLong { len, .. } => len + 1,
+                };
                 let result = match line {
                     Line::Text(bytes) => decode_event(bytes, None).map_err(|r| (r, bytes)),
                     Line::TooLong { len, head } => Err((
@@ -314,6 +323,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
             return Err(RunError::Io(e));
         }
         lines += read as u64;
+        if let Some(progress) = &opts.progress {
+            progress.fetch_add(bytes, Ordering::Relaxed);
+        }
         feed.flush_into(&mut inputs);
         if read == 0 && time >= last_change {
             break;

@@ -202,6 +202,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             .map(|(id, v)| (id.clone(), spec(v)))
             .collect(),
         filter_changes: changes,
+        progress: None,
     };
     let out = run_views(
         InputData::Memory(Arc::from(text.into_bytes().into_boxed_slice())),
