@@ -215,7 +215,7 @@ impl ViewsDocument {
         let filters = filter_ids
             .iter()
             .map(|id| {
-                let count = state.filters.get(id).copied().unwrap_or(0);
+                let count = state.filters.get(id).map_or(0, |n| *n as i64);
                 (id.clone(), FilterDoc { count })
             })
             .collect();

@@ -41,7 +41,7 @@ pub struct ViewState {
     pub(crate) windows: BTreeMap<i64, Multiset<(WindowSlot, i64)>>,
     pub(crate) window_top: BTreeMap<i64, Multiset<(String, i64)>>,
     pub(crate) sessions: FxHashMap<String, Multiset<Session>>,
-    pub(crate) filters: FxHashMap<String, i64>,
+    pub(crate) filters: Multiset<String>,
     /// The dataflow time these numbers are complete up to.
     pub as_of: u64,
 }
@@ -78,10 +78,8 @@ impl ViewState {
                     self.sessions.insert(user, set);
                 }
             }
-            ViewUpdate::FilterMatches(id) => {
-                let n = self.filters.entry(id).or_insert(0);
-                *n += diff as i64;
-            }
+            // Filters whose count returns to 0 (removed ones, too) leave nothing behind.
+            ViewUpdate::FilterMatches(id) => add(&mut self.filters, id, diff),
         }
     }
 
