@@ -157,7 +157,7 @@ pub enum RunError {
     #[error("input: {0}")]
     Io(String),
     /// A parameter is out of range.
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] crate::config::ConfigError),
     /// The dataflow itself failed (a worker panicked or could not start).
     #[error("dataflow: {0}")]
