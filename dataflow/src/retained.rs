@@ -134,6 +134,27 @@ fn log_change(log: &mut Vec<(Session, isize)>, s: Session, diff: isize) {
     log.push((s, diff));
 }
 
+/// Adds `by` to the pending match change of every filter that `e` matches.
+fn count_matches(
+    filters: &mut BTreeMap<(String, FilterSpec), ActiveFilter>,
+    e: &StoredEvent,
+    by: i64,
+) {
+    for f in filters.values_mut() {
+        if f.compiled.matches(e) {
+            f.delta += by;
+        }
+    }
+}
+
+/// Notes that `user`'s sessions changed at this time, once.
+fn mark_dirty(state: &mut UserState, user: Sym, dirty: &mut Vec<Sym>) {
+    if !state.dirty {
+        state.dirty = true;
+        dirty.push(user);
+    }
+}
+
 /// One worker's retained events, sessions and filter counts.
 pub struct RetainedState {
     cfg: ViewConfig,
@@ -246,21 +267,14 @@ impl RetainedState {
                 partition: e.partition,
                 offset: e.offset,
             };
-            for f in self.filters.values_mut() {
-                if f.compiled.matches(&stored) {
-                    f.delta += 1;
-                }
-            }
+            count_matches(&mut self.filters, &stored, 1);
             self.store.insert(stored);
             let state = &mut self.users[user as usize - 1];
             let log = &mut state.log;
             state
                 .sessions
                 .insert(stored.ts, gap, &mut |s, d| log_change(log, s, d));
-            if !state.dirty {
-                state.dirty = true;
-                self.dirty_users.push(user);
-            }
+            mark_dirty(state, user, &mut self.dirty_users);
         }
     }
 
@@ -269,20 +283,13 @@ impl RetainedState {
         let horizon = self.horizon();
         let (users, filters, dirty) = (&mut self.users, &mut self.filters, &mut self.dirty_users);
         self.store.evict_before(horizon, |e| {
-            for f in filters.values_mut() {
-                if f.compiled.matches(e) {
-                    f.delta -= 1;
-                }
-            }
+            count_matches(filters, e, -1);
             let state = &mut users[e.user as usize - 1];
             let log = &mut state.log;
             state
                 .sessions
                 .remove(e.ts, gap, &mut |s, d| log_change(log, s, d));
-            if !state.dirty {
-                state.dirty = true;
-                dirty.push(e.user);
-            }
+            mark_dirty(state, e.user, dirty);
         });
     }
 

@@ -38,7 +38,8 @@ pub enum Line<'a> {
 /// starts, and the line's byte offset in the whole input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinePos {
-    /// Index among the lines of the range this reader reads, from 0.
+    /// Index among the lines of the range this reader reads, from 0 (a partial line the range
+    /// starts in, which belongs to the previous range, counts as 0).
     pub index_in_range: u64,
     /// Byte offset of the line's first byte in the whole input.
     pub byte_offset: u64,
