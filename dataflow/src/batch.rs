@@ -28,11 +28,6 @@ impl StrColumn {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.text[start..self.ends[i] as usize]
     }
-
-    fn clear(&mut self) {
-        self.text.clear();
-        self.ends.clear();
-    }
 }
 
 /// A batch of accepted events for one destination worker.
@@ -136,19 +131,6 @@ impl EventBatch {
             partitions: Vec::with_capacity(n),
             offsets: Vec::with_capacity(n),
         }
-    }
-
-    /// Empties the batch, keeping its allocations.
-    pub fn clear(&mut self) {
-        self.sender_max_ts = i64::MIN;
-        self.ts.clear();
-        self.users.clear();
-        self.emojis.clear();
-        self.types.clear();
-        self.tiers.clear();
-        self.amounts.clear();
-        self.partitions.clear();
-        self.offsets.clear();
     }
 
     /// The `i`-th event.

@@ -83,11 +83,6 @@ impl Feed {
         self.rejected.add(reason);
     }
 
-    /// Events accepted since the last flush.
-    pub fn accepted(&self) -> i64 {
-        self.total
-    }
-
     /// Sends what was gathered into `inputs` at their current time and starts afresh.
     pub fn flush_into(&mut self, inputs: &mut ViewInputs) {
         let counts = &mut inputs.counts;

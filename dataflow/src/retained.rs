@@ -188,11 +188,6 @@ impl RetainedState {
         }
     }
 
-    /// Number of retained events on this worker.
-    pub fn retained(&self) -> usize {
-        self.store.len()
-    }
-
     fn horizon(&self) -> i64 {
         self.newest_ts.saturating_sub(self.cfg.retention_ms)
     }

@@ -192,11 +192,6 @@ impl UserSessions {
             }
         }
     }
-
-    /// The earliest retained event time.
-    pub fn earliest(&self) -> Option<i64> {
-        self.times.front().copied()
-    }
 }
 
 /// Sessions over `times` by the definition, computed naively (the oracle's way).
