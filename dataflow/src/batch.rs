@@ -9,6 +9,9 @@
 use emoflow_ingest::Event;
 use serde::{Deserialize, Serialize};
 
+use crate::filter::Amount;
+use crate::update::ShownEvent;
+
 /// Strings stored back to back, addressed by index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StrColumn {
@@ -67,6 +70,22 @@ pub struct EventRef<'a> {
     pub partition: i32,
     /// Source offset (a Kafka offset; the line's byte offset for files).
     pub offset: i64,
+}
+
+impl EventRef<'_> {
+    /// An owned copy, as responses show events.
+    pub fn to_shown(&self) -> ShownEvent {
+        ShownEvent {
+            ts: self.ts,
+            partition: self.partition,
+            offset: self.offset,
+            user_id: self.user_id.to_owned(),
+            emoji: self.emoji.map(str::to_owned),
+            event_type: self.event_type.to_owned(),
+            tier: self.tier.map(str::to_owned),
+            amount: self.amount.map(Amount),
+        }
+    }
 }
 
 fn non_empty(s: &str) -> Option<&str> {
@@ -146,6 +165,11 @@ impl EventBatch {
             partition: self.partitions[i],
             offset: self.offsets[i],
         }
+    }
+
+    /// The last `n` events (fewer when the batch is smaller).
+    pub fn tail(&self, n: usize) -> impl Iterator<Item = EventRef<'_>> {
+        (self.len().saturating_sub(n)..self.len()).map(|i| self.get(i))
     }
 
     /// The events in order.

@@ -192,22 +192,13 @@ impl ViewsDocument {
                 doc
             })
             .collect();
-        // Sorted by user and time, so that floating-point sums do not depend on hash order.
-        let sessions: BTreeMap<&String, Vec<Session>> = state
-            .sessions
-            .iter()
-            .map(|(user, set)| {
-                let mut list: Vec<Session> = set.keys().copied().collect();
-                list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
-                (user, list)
-            })
-            .collect();
+        let sessions = state.all_sessions();
         let summary = summarize(sessions.len(), sessions.values().flatten());
         let by_user = sessions
             .into_iter()
             .map(|(user, list)| {
                 (
-                    user.clone(),
+                    user.to_owned(),
                     list.into_iter().map(SessionDoc::from).collect(),
                 )
             })

@@ -8,13 +8,16 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch::EventBatch;
 use crate::config::ViewConfig;
-use crate::update::{CountKey, WindowSlot};
+use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
 /// The worker that owns `user_id`'s sessions and retained events, among `peers`.
 pub fn owner_of(user_id: &str, peers: usize) -> u32 {
     (xxh3_64(user_id.as_bytes()) % peers.max(1) as u64) as u32
 }
+
+/// How many of the newest accepted events the views show (`recent` in `GET /stats`).
+pub const RECENT_EVENTS: usize = 10;
 
 /// Per-window counters of one batch.
 #[derive(Default)]
@@ -33,6 +36,7 @@ pub struct Feed {
     event_types: FxHashMap<Box<str>, i64>,
     windows: FxHashMap<i64, WindowAgg>,
     rejected: RejectCounts,
+    dead_letters: Vec<DeadLetterRecord>,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -59,6 +63,7 @@ impl Feed {
             event_types: FxHashMap::default(),
             windows: FxHashMap::default(),
             rejected: RejectCounts::default(),
+            dead_letters: Vec::new(),
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
         }
@@ -81,6 +86,12 @@ impl Feed {
     /// Counts a rejected input.
     pub fn reject(&mut self, reason: RejectReason) {
         self.rejected.add(reason);
+    }
+
+    /// Counts a rejected message and keeps it for the dead-letter store.
+    pub fn reject_kept(&mut self, record: DeadLetterRecord, reason: RejectReason) {
+        self.rejected.add(reason);
+        self.dead_letters.push(record);
     }
 
     /// Sends what was gathered into `inputs` at their current time and starts afresh.
@@ -107,6 +118,18 @@ impl Feed {
                     .windows
                     .send(((window, WindowSlot::Emoji(emoji.into())), n));
             }
+        }
+        for record in self.dead_letters.drain(..) {
+            inputs.extras.update(ViewUpdate::DeadLetter(record), 1);
+        }
+        let mut recent: Vec<ShownEvent> = self
+            .batches
+            .iter()
+            .flat_map(|b| b.tail(RECENT_EVENTS).map(|e| e.to_shown()))
+            .collect();
+        recent.sort_unstable();
+        for e in recent.into_iter().rev().take(RECENT_EVENTS) {
+            inputs.extras.update(ViewUpdate::Recent(e), 1);
         }
         // Every worker must learn a new high-water mark, even ones this batch sends no events.
         let announce = self.newest_ts > self.newest_sent;

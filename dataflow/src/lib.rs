@@ -16,6 +16,7 @@ pub mod document;
 pub mod feed;
 pub mod filter;
 pub mod intern;
+pub mod kafka_run;
 pub mod retained;
 pub mod run;
 pub mod sessions;
@@ -29,6 +30,7 @@ pub mod windows;
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec};
+pub use kafka_run::{start_kafka, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput};
 pub use run::{
     run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,
 };

@@ -166,7 +166,7 @@ pub enum RunError {
 
 /// Sends captured updates to the collector from worker 0; other workers capture nothing (all
 /// updates are routed to worker 0 first).
-struct ToCollector(Option<mpsc::Sender<CapturedEvent>>);
+pub(crate) struct ToCollector(pub(crate) Option<mpsc::Sender<CapturedEvent>>);
 
 impl EventPusher<u64, Vec<(ViewUpdate, u64, isize)>> for ToCollector {
     fn push(&mut self, event: Event<u64, Vec<(ViewUpdate, u64, isize)>>) {

@@ -2,13 +2,19 @@
 //! a time, so that every number read from it comes from the same `as_of`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::MutableAntichain;
 
+use crate::feed::RECENT_EVENTS;
 use crate::sessions::Session;
-use crate::update::{CountKey, ViewUpdate, WindowSlot};
+use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
+
+/// How many rejected messages the dead-letter store keeps (the newest; older ones are only
+/// counted).
+pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A batch of captured updates, as the dataflow's capture delivers them.
 pub type CapturedEvent = Event<u64, Vec<(ViewUpdate, u64, isize)>>;
@@ -34,14 +40,23 @@ fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
 }
 
 /// The views as of one dataflow time.
+///
+/// Cloning is cheap enough to publish a copy at every dataflow time: the per-user and
+/// per-message parts are persistent structures that share what did not change.
 #[derive(Debug, Default, Clone)]
 pub struct ViewState {
     pub(crate) counts: Multiset<(CountKey, i64)>,
     pub(crate) top: Multiset<(String, i64)>,
     pub(crate) windows: BTreeMap<i64, Multiset<(WindowSlot, i64)>>,
     pub(crate) window_top: BTreeMap<i64, Multiset<(String, i64)>>,
-    pub(crate) sessions: FxHashMap<String, Multiset<Session>>,
+    pub(crate) sessions: imbl::HashMap<String, Arc<Multiset<Session>>>,
     pub(crate) filters: Multiset<String>,
+    /// Kafka partition -> next offset to read: where these views stand in the log.
+    pub positions: BTreeMap<i32, i64>,
+    /// The newest accepted events, newest first.
+    pub recent: Vec<ShownEvent>,
+    /// The newest rejected messages, oldest first.
+    pub dead_letters: imbl::Vector<Arc<DeadLetterRecord>>,
     /// The dataflow time these numbers are complete up to.
     pub as_of: u64,
 }
@@ -68,6 +83,7 @@ impl ViewState {
             }
             ViewUpdate::Session(user, s) => {
                 if let Some(set) = self.sessions.get_mut(&user) {
+                    let set = Arc::make_mut(set);
                     add(set, s, diff);
                     if set.is_empty() {
                         self.sessions.remove(&user);
@@ -75,12 +91,56 @@ impl ViewState {
                 } else {
                     let mut set = Multiset::default();
                     add(&mut set, s, diff);
-                    self.sessions.insert(user, set);
+                    self.sessions.insert(user, Arc::new(set));
                 }
             }
             // Filters whose count returns to 0 (removed ones, too) leave nothing behind.
             ViewUpdate::FilterMatches(id) => add(&mut self.filters, id, diff),
+            // A position is replaced by retracting the old one and adding the new one, in
+            // either order within a time.
+            ViewUpdate::Position(p, offset) => {
+                if diff > 0 {
+                    self.positions.insert(p, offset);
+                } else if self.positions.get(&p) == Some(&offset) {
+                    self.positions.remove(&p);
+                }
+            }
+            ViewUpdate::Recent(e) => {
+                if diff > 0 {
+                    self.recent.push(e);
+                    self.recent.sort_unstable_by(|a, b| b.cmp(a));
+                    self.recent.truncate(RECENT_EVENTS);
+                }
+            }
+            ViewUpdate::DeadLetter(d) => {
+                if diff > 0 {
+                    self.dead_letters.push_back(Arc::new(d));
+                    if self.dead_letters.len() > DEAD_LETTERS_KEPT {
+                        self.dead_letters.pop_front();
+                    }
+                }
+            }
         }
+    }
+
+    /// The sessions of `user`, newest first; `None` for a user with none retained.
+    pub fn sessions_of(&self, user: &str) -> Option<Vec<Session>> {
+        let set = self.sessions.get(user)?;
+        let mut list: Vec<Session> = set.keys().copied().collect();
+        list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
+        Some(list)
+    }
+
+    /// Every user's sessions, sorted by user (a stable order for floating-point sums).
+    pub fn all_sessions(&self) -> BTreeMap<&str, Vec<Session>> {
+        self.sessions
+            .iter()
+            .map(|(user, set)| {
+                let mut list: Vec<Session> = set.keys().copied().collect();
+                list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
+                (user.as_str(), list)
+            })
+            .collect()
     }
 
     /// The value of a lifetime counter (0 when absent).

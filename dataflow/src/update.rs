@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::filter::Amount;
 use crate::sessions::Session;
 
 /// A key of the lifetime counters.
@@ -43,4 +44,71 @@ pub enum ViewUpdate {
     Session(String, Session),
     /// Matches of the filter with this id (the multiplicity carries the count).
     FilterMatches(String),
+    /// The next offset to read in a Kafka partition: where the views stand in the log.
+    Position(i32, i64),
+    /// One of the newest accepted events (only ever added; the state keeps the newest few).
+    Recent(ShownEvent),
+    /// A rejected message (only ever added; the state keeps the newest few thousand).
+    DeadLetter(DeadLetterRecord),
+}
+
+/// An accepted event as responses show it: SPEC's normalised fields plus where it was read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ShownEvent {
+    /// Event time, ms since the Unix epoch.
+    pub ts: i64,
+    /// Kafka partition (0 for files).
+    pub partition: i32,
+    /// Kafka offset (the line's byte offset for files).
+    pub offset: i64,
+    /// Who acted.
+    pub user_id: String,
+    /// The emoji, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The tier, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// The amount, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Amount>,
+}
+
+/// A rejected Kafka message, kept so that it can be listed and explained.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// The rejection reason's name (SPEC section 2).
+    pub reason: String,
+    /// What exactly was wrong.
+    pub detail: String,
+    /// The message, cut to 1 KiB, as lossy UTF-8.
+    pub payload: String,
+}
+
+/// Most bytes of a rejected message that are kept.
+pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 1024;
+
+impl DeadLetterRecord {
+    /// A record of `payload` rejected for `rejection` at `(partition, offset)`.
+    pub fn new(
+        partition: i32,
+        offset: i64,
+        rejection: &emoflow_ingest::Rejection,
+        payload: &[u8],
+    ) -> Self {
+        let cut = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
+        DeadLetterRecord {
+            partition,
+            offset,
+            reason: rejection.reason.as_str().to_owned(),
+            detail: rejection.detail.clone(),
+            payload: String::from_utf8_lossy(cut).into_owned(),
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct ViewInputs {
     pub counts: InputSession<u64, CountKey, isize>,
     /// Filters `(id, spec)`: `+1` adds, `-1` removes. Any worker may feed them.
     pub filters: InputSession<u64, (String, FilterSpec), isize>,
+    /// Updates that pass straight to the output: source positions, recent events, dead
+    /// letters.
+    pub extras: InputSession<u64, ViewUpdate, isize>,
 }
 
 impl ViewInputs {
@@ -44,8 +47,10 @@ impl ViewInputs {
         self.windows.advance_to(time);
         self.counts.advance_to(time);
         self.filters.advance_to(time);
+        self.extras.advance_to(time);
         self.counts.flush();
         self.filters.flush();
+        self.extras.flush();
     }
 
     /// The current input time.
@@ -61,6 +66,7 @@ pub fn build_views<'s>(
 ) -> (ViewInputs, VecCollection<'s, u64, ViewUpdate, isize>) {
     let (counts_in, counts) = scope.new_collection::<CountKey, isize>();
     let (filters_in, filters) = scope.new_collection::<(String, FilterSpec), isize>();
+    let (extras_in, extras) = scope.new_collection::<ViewUpdate, isize>();
     let mut batches_in = InputHandleVec::new();
     let batches = scope.input_from(&mut batches_in);
     let mut windows_in = InputHandleVec::new();
@@ -91,12 +97,14 @@ pub fn build_views<'s>(
         .concat(top.map(|((), (e, c))| ViewUpdate::Top(e, c)))
         .concat(window_counters.map(|(w, slot, c)| ViewUpdate::WindowCount(w, slot, c)))
         .concat(window_top.map(|(w, (e, c))| ViewUpdate::WindowTop(w, e, c)))
-        .concat(retained);
+        .concat(retained)
+        .concat(extras);
     let inputs = ViewInputs {
         batches: batches_in,
         windows: windows_in,
         counts: counts_in,
         filters: filters_in,
+        extras: extras_in,
     };
     (inputs, updates)
 }

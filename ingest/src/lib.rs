@@ -8,6 +8,7 @@
 mod decode;
 mod event;
 pub mod generator;
+pub mod kafka;
 pub mod ndjson;
 mod reject;
 

@@ -1,0 +1,316 @@
+//! Running the views over a Kafka topic: live (`serve`, until stopped) or over a fixed offset
+//! range (`replay`, `bench --source kafka`).
+//!
+//! Worker `w` of `n` reads partition `p` when `p % n == w` (static assignment: no consumer
+//! group, no rebalance). Dataflow times are processing-time epochs: wall-clock milliseconds
+//! rounded up to a tick, so workers agree on them without talking, and a worker with no
+//! partition still advances. Each epoch's data is what the workers read during that tick;
+//! each worker reports its partitions' positions into the views, so a snapshot's `as_of` comes
+//! with the exact offsets its numbers cover.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use emoflow_ingest::decode_event;
+use emoflow_ingest::kafka::{PartitionRange, PartitionReader};
+use timely::dataflow::operators::capture::Capture as _;
+use timely::dataflow::operators::Exchange as _;
+
+use crate::config::ViewConfig;
+use crate::feed::Feed;
+use crate::filter::FilterSpec;
+use crate::run::{RunError, ToCollector};
+use crate::snapshot::{CapturedEvent, Collector, ViewState};
+use crate::update::{DeadLetterRecord, ViewUpdate};
+use crate::views::{build_views, ViewInputs};
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct KafkaInput {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// The topic.
+    pub topic: String,
+    /// Where each partition starts (and, when `bounded`, ends).
+    pub ranges: Vec<PartitionRange>,
+    /// Stop at each range's end instead of following the topic.
+    pub bounded: bool,
+}
+
+impl KafkaInput {
+    /// Messages in the ranges (for a bounded read's progress).
+    pub fn len(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|r| (r.end - r.start).max(0) as u64)
+            .sum()
+    }
+
+    /// True when the ranges hold no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct KafkaRunOptions {
+    /// Worker threads.
+    pub workers: usize,
+    /// Parameters of the views.
+    pub views: ViewConfig,
+    /// Filters in force from the start.
+    pub filters: Vec<(String, FilterSpec)>,
+    /// Length of a processing-time epoch, in ms.
+    pub tick_ms: u64,
+    /// Messages a worker gathers before handing them to the dataflow within an epoch.
+    pub batch_messages: usize,
+    /// When given, workers add the messages they read here (for progress bars).
+    pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl Default for KafkaRunOptions {
+    fn default() -> Self {
+        KafkaRunOptions {
+            workers: 1,
+            views: ViewConfig::default(),
+            filters: Vec::new(),
+            tick_ms: 20,
+            batch_messages: 16_384,
+            progress: None,
+        }
+    }
+}
+
+/// How many epochs a worker may read ahead of the finished views before it stops reading
+/// (Kafka holds the rest: backpressure costs nothing).
+const EPOCHS_IN_FLIGHT: u64 = 8;
+
+/// A running Kafka dataflow.
+pub struct KafkaRun {
+    stop: Arc<AtomicBool>,
+    guards: timely::communication::WorkerGuards<Result<(), RunError>>,
+    collector: std::thread::JoinHandle<Collector>,
+    started: Instant,
+}
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub struct KafkaRunOutput {
+    /// The final views.
+    pub state: ViewState,
+    /// Wall time from start to the final views.
+    pub elapsed: Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The end of the tick holding `ms`.
+fn tick_end(ms: u64, tick: u64) -> u64 {
+    (ms / tick + 1) * tick
+}
+
+/// Starts the views over `input`; `publish` sees the state each time its `as_of` advances
+/// (on the collector thread, so it must be quick).
+pub fn start_kafka(
+    input: KafkaInput,
+    opts: KafkaRunOptions,
+    mut publish: impl FnMut(&ViewState) + Send + 'static,
+) -> Result<KafkaRun, RunError> {
+    opts.views.validate()?;
+    let started = Instant::now();
+    let workers = opts.workers.max(1);
+    let (tx, rx) = mpsc::channel::<CapturedEvent>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        input,
+        opts,
+        capture: Mutex::new(Some(tx)),
+        stop: stop.clone(),
+    });
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        run_worker(worker, &shared)
+    })
+    .map_err(RunError::Dataflow)?;
+    let collector = std::thread::Builder::new()
+        .name("emoflow-collector".into())
+        .spawn(move || {
+            let mut collector = Collector::default();
+            for event in rx {
+                if collector.push(event) {
+                    publish(collector.state());
+                }
+            }
+            collector
+        })
+        .map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
+    Ok(KafkaRun {
+        stop,
+        guards,
+        collector,
+        started,
+    })
+}
+
+impl KafkaRun {
+    /// Asks the workers to stop reading; [`KafkaRun::wait`] then returns the views as of what
+    /// they had read.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// A handle that stops the run from elsewhere (a signal handler, say).
+    pub fn stopper(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]).
+    pub fn wait(self) -> Result<KafkaRunOutput, RunError> {
+        for result in self.guards.join() {
+            result.map_err(RunError::Dataflow)??;
+        }
+        let collector = self
+            .collector
+            .join()
+            .map_err(|_| RunError::Dataflow("the collector failed".into()))?;
+        if !collector.is_complete() {
+            return Err(RunError::Dataflow(
+                "the dataflow stopped before finishing".into(),
+            ));
+        }
+        Ok(KafkaRunOutput {
+            state: collector.into_state(),
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+struct Shared {
+    input: KafkaInput,
+    opts: KafkaRunOptions,
+    capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The positions a worker has told the views about, to send only changes.
+#[derive(Default)]
+struct ReportedPositions(BTreeMap<i32, i64>);
+
+impl ReportedPositions {
+    fn report(&mut self, now: &BTreeMap<i32, i64>, inputs: &mut ViewInputs) {
+        for (&p, &offset) in now {
+            let old = self.0.insert(p, offset);
+            if old == Some(offset) {
+                continue;
+            }
+            if let Some(old) = old {
+                inputs.extras.update(ViewUpdate::Position(p, old), -1);
+            }
+            inputs.extras.update(ViewUpdate::Position(p, offset), 1);
+        }
+    }
+}
+
+fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), RunError> {
+    let (index, peers) = (worker.index(), worker.peers());
+    let opts = &shared.opts;
+    let input = &shared.input;
+    let pusher = ToCollector(if index == 0 {
+        shared.capture.lock().ok().and_then(|mut g| g.take())
+    } else {
+        None
+    });
+    let cfg = opts.views;
+    let (mut inputs, probe) = worker.dataflow::<u64, _, _>(move |scope| {
+        let (inputs, updates) = build_views(scope, cfg);
+        let (probe, updates) = updates.probe();
+        updates.inner.exchange(|_| 0).capture_into(pusher);
+        (inputs, probe)
+    });
+    let mine: Vec<PartitionRange> = input
+        .ranges
+        .iter()
+        .filter(|r| r.partition.rem_euclid(peers as i32) as usize == index)
+        .copied()
+        .collect();
+    let mut reader = if mine.is_empty() {
+        None
+    } else {
+        Some(
+            PartitionReader::new(&input.brokers, &input.topic, &mine, input.bounded)
+                .map_err(|e| RunError::Io(e.to_string()))?,
+        )
+    };
+    let tick = opts.tick_ms.max(1);
+    let mut epoch = tick_end(now_ms(), tick);
+    inputs.advance_to(epoch);
+    if index == 0 {
+        for (id, spec) in &opts.filters {
+            inputs.filters.update((id.clone(), spec.clone()), 1);
+        }
+    }
+    let mut feed = Feed::new(cfg, peers);
+    let mut reported = ReportedPositions::default();
+    if let Some(r) = &reader {
+        reported.report(r.positions(), &mut inputs);
+    }
+    let mut gathered = 0usize;
+    loop {
+        let finished = reader.as_ref().is_none_or(|r| r.is_finished()) && input.bounded;
+        if finished || shared.stop.load(Ordering::Relaxed) {
+            feed.flush_into(&mut inputs);
+            if let Some(r) = &reader {
+                reported.report(r.positions(), &mut inputs);
+            }
+            break;
+        }
+        let behind = probe.less_than(&epoch.saturating_sub(EPOCHS_IN_FLIGHT * tick));
+        let mut read = 0;
+        if let (Some(r), false) = (reader.as_mut(), behind) {
+            let budget = opts.batch_messages.saturating_sub(gathered).max(1);
+            read = r.poll_batch(budget, Duration::from_millis(1), |m| {
+                match decode_event(m.payload, m.timestamp_ms) {
+                    Ok(event) => feed.accept(&event, m.partition, m.offset),
+                    Err(rejection) => feed.reject_kept(
+                        DeadLetterRecord::new(m.partition, m.offset, &rejection, m.payload),
+                        rejection.reason,
+                    ),
+                }
+            });
+            gathered += read;
+            if let Some(progress) = &opts.progress {
+                progress.fetch_add(read as u64, Ordering::Relaxed);
+            }
+        }
+        let now = now_ms();
+        if now >= epoch || gathered >= opts.batch_messages {
+            feed.flush_into(&mut inputs);
+            if let Some(r) = &reader {
+                reported.report(r.positions(), &mut inputs);
+            }
+            gathered = 0;
+        }
+        if now >= epoch {
+            epoch = tick_end(now, tick).max(epoch + 1);
+            inputs.advance_to(epoch);
+        }
+        if read == 0 {
+            let until_tick = Duration::from_millis(epoch.saturating_sub(now_ms()).min(tick));
+            let nap = if reader.is_some() && !behind {
+                until_tick.min(Duration::from_millis(2))
+            } else {
+                until_tick
+            };
+            worker.step_or_park(Some(nap));
+        } else {
+            worker.step();
+        }
+    }
+    Ok(())
+}

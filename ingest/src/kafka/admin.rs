@@ -1,0 +1,231 @@
+//! Topic administration and offset look-ups: making sure a topic exists, listing its
+//! partitions, reading high watermarks (for lag), and turning a replay's `--from`/`--to` into
+//! an exact offset range per partition.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{client_config, REQUEST_TIMEOUT};
+use crate::decode::parse_rfc3339_ms;
+
+fn metadata_consumer(brokers: &str) -> Result<BaseConsumer, KafkaError> {
+    client_config(brokers)
+        .set("group.id", "emoflow-metadata")
+        .set("enable.auto.commit", "false")
+        .create()
+}
+
+/// The partitions of `topic`, sorted; empty when the topic does not exist.
+pub fn partitions_of(brokers: &str, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let consumer = metadata_consumer(brokers)?;
+    partitions_with(&consumer, topic)
+}
+
+fn partitions_with(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, KafkaError> {
+    let md = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
+    let mut parts: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    parts.sort_unstable();
+    Ok(parts)
+}
+
+/// Makes sure `topic` exists, creating it with `partitions` partitions when it does not, and
+/// returns its partitions. Waits up to `wait` for a new topic to show in the metadata.
+pub fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    wait: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    let consumer = metadata_consumer(brokers)?;
+    let existing = partitions_with(&consumer, topic)?;
+    if !existing.is_empty() {
+        return Ok(existing);
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = futures::executor::block_on(admin.create_topics(
+        [&new_topic],
+        &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)),
+    ))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!(topic, partitions, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic = name, "cannot create topic: {code}");
+                })
+            }
+        }
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let parts = partitions_with(&consumer, topic)?;
+        if !parts.is_empty() || Instant::now() >= deadline {
+            return Ok(parts);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Reads a topic's high watermarks (the offset the next message will get), for lag.
+pub struct Watermarks {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl Watermarks {
+    /// A reader for `topic` on `brokers`.
+    pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
+        Ok(Watermarks {
+            consumer: metadata_consumer(brokers)?,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// `(partition, high watermark)` for every partition of the topic.
+    pub fn high(&self, timeout: Duration) -> Result<Vec<(i32, i64)>, KafkaError> {
+        partitions_with(&self.consumer, &self.topic)?
+            .into_iter()
+            .map(|p| {
+                let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout)?;
+                Ok((p, high))
+            })
+            .collect()
+    }
+}
+
+/// One end of a replay range, as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The first offset still in the partition.
+    Earliest,
+    /// The high watermark when the replay starts.
+    Latest,
+    /// This offset in every partition (clamped to what the partition holds).
+    Offset(i64),
+    /// The first message whose Kafka timestamp is at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+impl std::str::FromStr for OffsetSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "earliest" | "beginning" => Ok(OffsetSpec::Earliest),
+            "latest" | "end" => Ok(OffsetSpec::Latest),
+            _ if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() => s
+                .parse()
+                .map(OffsetSpec::Offset)
+                .map_err(|e| format!("offset {s:?}: {e}")),
+            _ => parse_rfc3339_ms(s).map(OffsetSpec::Time).map_err(|_| {
+                format!(
+                    "{s:?} is neither `earliest`, `latest`, an offset nor an RFC 3339 time \
+                     such as 2026-11-22T10:00:00Z"
+                )
+            }),
+        }
+    }
+}
+
+/// The messages of one partition to read: offsets `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRange {
+    /// The partition.
+    pub partition: i32,
+    /// First offset to read.
+    pub start: i64,
+    /// First offset not to read.
+    pub end: i64,
+}
+
+/// Resolves `from..to` into offsets for every partition of `topic`. Both ends follow the same
+/// rule, so a range is half-open: `--from 10 --to 20` reads offsets 10 to 19, and `--to TIME`
+/// stops before the first message at or after TIME.
+pub fn resolve_range(
+    brokers: &str,
+    topic: &str,
+    from: OffsetSpec,
+    to: OffsetSpec,
+) -> Result<Vec<PartitionRange>, KafkaError> {
+    let consumer = metadata_consumer(brokers)?;
+    let parts = partitions_with(&consumer, topic)?;
+    let mut marks = Vec::with_capacity(parts.len());
+    for &p in &parts {
+        marks.push((p, consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?));
+    }
+    let start = resolve_end(&consumer, topic, &marks, from)?;
+    let end = resolve_end(&consumer, topic, &marks, to)?;
+    Ok(parts
+        .iter()
+        .zip(start.iter().zip(end.iter()))
+        .map(|(&partition, (&start, &end))| PartitionRange {
+            partition,
+            start,
+            end: end.max(start),
+        })
+        .collect())
+}
+
+fn resolve_end(
+    consumer: &BaseConsumer,
+    topic: &str,
+    marks: &[(i32, (i64, i64))],
+    spec: OffsetSpec,
+) -> Result<Vec<i64>, KafkaError> {
+    match spec {
+        OffsetSpec::Earliest => Ok(marks.iter().map(|(_, (low, _))| *low).collect()),
+        OffsetSpec::Latest => Ok(marks.iter().map(|(_, (_, high))| *high).collect()),
+        OffsetSpec::Offset(o) => Ok(marks
+            .iter()
+            .map(|(_, (low, high))| o.clamp(*low, *high))
+            .collect()),
+        OffsetSpec::Time(ms) => {
+            let mut tpl = TopicPartitionList::new();
+            for (p, _) in marks {
+                tpl.add_partition_offset(topic, *p, Offset::Offset(ms))?;
+            }
+            let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
+            marks
+                .iter()
+                .map(|(p, (low, high))| {
+                    let offset = found
+                        .find_partition(topic, *p)
+                        .map(|e| e.offset())
+                        .unwrap_or(Offset::End);
+                    Ok(match offset {
+                        Offset::Offset(o) => o.clamp(*low, *high),
+                        // No message at or after the time: the range ends at the partition's end.
+                        _ => *high,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_specs_parse() {
+        assert_eq!("earliest".parse(), Ok(OffsetSpec::Earliest));
+        assert_eq!("latest".parse(), Ok(OffsetSpec::Latest));
+        assert_eq!("42".parse(), Ok(OffsetSpec::Offset(42)));
+        assert_eq!("1970-01-01T00:00:01Z".parse(), Ok(OffsetSpec::Time(1000)));
+        assert!("yesterday".parse::<OffsetSpec>().is_err());
+        assert!("-3".parse::<OffsetSpec>().is_err());
+    }
+}
