@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use emoflow_dataflow::ViewConfig;
+use emoflow_ingest::kafka::OffsetSpec;
 
 /// Exact real-time analytics for reaction and activity events.
 #[derive(Debug, Parser)]
@@ -21,8 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Compute every view over an NDJSON file and print them as one JSON document.
     Query(QueryArgs),
-    /// Generate a seeded synthetic event stream (NDJSON).
+    /// Run the pipeline and the HTTP API over a Kafka topic (or the embedded broker).
+    Serve(ServeArgs),
+    /// Serve on the embedded broker with a synthetic load; prints the URL.
+    Demo(DemoArgs),
+    /// Send events (an NDJSON file or the generator) to a Kafka topic, or write them to a file.
     Produce(ProduceArgs),
+    /// Compute the views over a range of a Kafka topic and print them as one JSON document.
+    Replay(ReplayArgs),
     /// Measure throughput and peak memory of the views for several worker counts.
     Bench(BenchArgs),
     /// One benchmark run, in a process of its own (used by `bench`).
@@ -91,15 +98,82 @@ pub struct QueryArgs {
     pub pretty: bool,
 }
 
+/// Where the live service reads and how it serves.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Kafka bootstrap servers (HOST:PORT,...); without them, an embedded in-process broker.
+    #[arg(long, env = "EMOFLOW_BROKERS")]
+    pub brokers: Option<String>,
+    /// The topic of events.
+    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
+    pub topic: String,
+    /// Partitions of the topic when emoflow creates it.
+    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS")]
+    pub partitions: i32,
+    /// Worker threads of the dataflow.
+    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS")]
+    pub workers: usize,
+    /// Address of the HTTP API.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "EMOFLOW_LISTEN")]
+    pub listen: String,
+    /// The views' parameters.
+    #[command(flatten)]
+    pub views: ViewArgs,
+    /// Length of a processing-time epoch: the views advance this often.
+    #[arg(long, default_value = "20ms", value_parser = duration_ms, env = "EMOFLOW_TICK")]
+    pub tick: i64,
+    /// Largest HTTP request body.
+    #[arg(long, default_value_t = 16 << 20, env = "EMOFLOW_BODY_LIMIT")]
+    pub body_limit: usize,
+    /// How long HTTP ingest waits for the broker's acknowledgement before answering 503.
+    #[arg(long, default_value = "5s", value_parser = duration_ms, env = "EMOFLOW_PRODUCE_TIMEOUT")]
+    pub produce_timeout: i64,
+    /// When set, write routes need `Authorization: Bearer TOKEN`.
+    #[arg(long, env = "EMOFLOW_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+/// `emoflow demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Synthetic events per second.
+    #[arg(long, default_value_t = 1000, env = "EMOFLOW_RATE")]
+    pub rate: u64,
+    /// Distinct users of the synthetic load.
+    #[arg(long, default_value_t = 1000, env = "EMOFLOW_USERS")]
+    pub users: u32,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED")]
+    pub seed: u64,
+    /// The service.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
 /// `emoflow produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Write the events to this NDJSON file.
+    /// Kafka bootstrap servers to produce to.
+    #[arg(long, env = "EMOFLOW_BROKERS")]
+    pub brokers: Option<String>,
+    /// The topic.
+    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
+    pub topic: String,
+    /// Partitions of the topic when it has to be created.
+    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS")]
+    pub partitions: i32,
+    /// Send this NDJSON file's lines (as they are, bad ones too) instead of generated events.
+    #[arg(long, env = "EMOFLOW_INPUT")]
+    pub input: Option<PathBuf>,
+    /// Write the events to this NDJSON file instead of Kafka.
     #[arg(long, env = "EMOFLOW_TO_FILE")]
     pub to_file: Option<PathBuf>,
-    /// How many events.
-    #[arg(long, default_value_t = 100_000, env = "EMOFLOW_EVENTS")]
-    pub events: u64,
+    /// How many events (generated ones; a file sends all its lines unless this is smaller).
+    #[arg(long, env = "EMOFLOW_EVENTS")]
+    pub events: Option<u64>,
+    /// Events per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0, env = "EMOFLOW_RATE")]
+    pub rate: u64,
     /// Seed of the generator: the same seed gives the same events.
     #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED")]
     pub seed: u64,
@@ -111,10 +185,44 @@ pub struct ProduceArgs {
     pub step: i64,
 }
 
+/// `emoflow replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "EMOFLOW_BROKERS")]
+    pub brokers: String,
+    /// The topic.
+    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
+    pub topic: String,
+    /// Start: `earliest`, an offset (in every partition) or an RFC 3339 time (the first
+    /// message at or after it, by Kafka timestamp).
+    #[arg(long, default_value = "earliest", env = "EMOFLOW_FROM")]
+    pub from: OffsetSpec,
+    /// End, exclusive: `latest` (the end when the replay starts), an offset or a time.
+    #[arg(long, default_value = "latest", env = "EMOFLOW_TO")]
+    pub to: OffsetSpec,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS")]
+    pub workers: usize,
+    /// A JSON array of filters to count matches of.
+    #[arg(long, env = "EMOFLOW_FILTERS")]
+    pub filters: Option<PathBuf>,
+    /// The views' parameters.
+    #[command(flatten)]
+    pub views: ViewArgs,
+    /// Write the document here instead of standard output.
+    #[arg(long, env = "EMOFLOW_OUT")]
+    pub out: Option<PathBuf>,
+    /// Indent the JSON output.
+    #[arg(long)]
+    pub pretty: bool,
+}
+
 /// `emoflow bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Where events come from: `memory` (generated in memory, then decoded) or `file`.
+    /// Where events come from: `memory` (generated in memory, then decoded), `file`, or
+    /// `kafka` (a pre-filled topic, drained side by side with a bare consumer).
     #[arg(long, default_value = "memory", env = "EMOFLOW_BENCH_SOURCE")]
     pub source: String,
     /// An NDJSON file, for `--source file`.
@@ -140,6 +248,12 @@ pub struct BenchArgs {
     /// Synthetic filters in force during the runs.
     #[arg(long, default_value_t = 10)]
     pub filters: usize,
+    /// Kafka bootstrap servers, for `--source kafka` (default: the embedded broker).
+    #[arg(long, env = "EMOFLOW_BROKERS")]
+    pub brokers: Option<String>,
+    /// Partitions of the benchmark topic, for `--source kafka`.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
     /// Write the results as CSV here.
     #[arg(long, default_value = "bench-out/bench.csv")]
     pub csv: PathBuf,

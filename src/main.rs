@@ -7,6 +7,8 @@ mod bench;
 mod cli;
 mod produce;
 mod query;
+mod replay;
+mod serve;
 
 use clap::Parser;
 
@@ -25,7 +27,10 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Query(args) => query::run(args),
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Demo(args) => serve::demo(args),
         cli::Command::Produce(args) => produce::run(args),
+        cli::Command::Replay(args) => replay::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::BenchRun(args) => bench::run_one(args),
     };

@@ -152,57 +152,90 @@ pub fn summarize<'a>(users: usize, sessions: impl Iterator<Item = &'a Session>) 
     }
 }
 
+/// The lifetime counters of a state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LifetimeCounts {
+    /// Accepted events.
+    pub total: i64,
+    /// Events per emoji.
+    pub counts: BTreeMap<String, i64>,
+    /// Events per event type.
+    pub event_types: BTreeMap<String, i64>,
+    /// Rejected inputs by reason.
+    pub rejected: BTreeMap<String, i64>,
+}
+
+impl LifetimeCounts {
+    /// Reads the counters out of `state`.
+    pub fn of(state: &ViewState) -> Self {
+        let mut out = LifetimeCounts::default();
+        for (key, value) in state.counts.keys() {
+            match key {
+                CountKey::Total => out.total = *value,
+                CountKey::Emoji(e) => drop(out.counts.insert(e.clone(), *value)),
+                CountKey::EventType(t) => drop(out.event_types.insert(t.clone(), *value)),
+                CountKey::Rejected(r) => drop(out.rejected.insert(r.clone(), *value)),
+            }
+        }
+        out
+    }
+}
+
+/// The lifetime ties-aware top-K the dataflow maintains (K from the configuration).
+pub fn lifetime_top(state: &ViewState) -> Vec<TopEntry> {
+    ranked(state.top.keys().cloned().collect())
+}
+
+/// The windows of `state` that hold events, newest first (at most [`WINDOWS_SHOWN`]).
+pub fn windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
+    state
+        .windows
+        .iter()
+        .rev()
+        .take(WINDOWS_SHOWN)
+        .map(|(&start, counters)| {
+            let mut doc = WindowDoc {
+                start_ms: start,
+                end_ms: start + cfg.window_ms,
+                total: 0,
+                counts: BTreeMap::new(),
+                top: state
+                    .window_top
+                    .get(&start)
+                    .map(|t| ranked(t.keys().cloned().collect()))
+                    .unwrap_or_default(),
+            };
+            for (slot, count) in counters.keys() {
+                match slot {
+                    WindowSlot::Total => doc.total = *count,
+                    WindowSlot::Emoji(e) => drop(doc.counts.insert(e.clone(), *count)),
+                }
+            }
+            doc
+        })
+        .collect()
+}
+
+/// The sessions view: a summary and every user's sessions.
+pub fn sessions(state: &ViewState) -> SessionsDoc {
+    let sessions = state.all_sessions();
+    let summary = summarize(sessions.len(), sessions.values().flatten());
+    let by_user = sessions
+        .into_iter()
+        .map(|(user, list)| {
+            (
+                user.to_owned(),
+                list.into_iter().map(SessionDoc::from).collect(),
+            )
+        })
+        .collect();
+    SessionsDoc { summary, by_user }
+}
+
 impl ViewsDocument {
     /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
     pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
-        let (mut total, mut counts, mut event_types, mut rejected) =
-            (0, BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for (key, value) in state.counts.keys() {
-            match key {
-                CountKey::Total => total = *value,
-                CountKey::Emoji(e) => drop(counts.insert(e.clone(), *value)),
-                CountKey::EventType(t) => drop(event_types.insert(t.clone(), *value)),
-                CountKey::Rejected(r) => drop(rejected.insert(r.clone(), *value)),
-            }
-        }
-        let top = ranked(state.top.keys().cloned().collect());
-        let windows = state
-            .windows
-            .iter()
-            .rev()
-            .take(WINDOWS_SHOWN)
-            .map(|(&start, counters)| {
-                let mut doc = WindowDoc {
-                    start_ms: start,
-                    end_ms: start + cfg.window_ms,
-                    total: 0,
-                    counts: BTreeMap::new(),
-                    top: state
-                        .window_top
-                        .get(&start)
-                        .map(|t| ranked(t.keys().cloned().collect()))
-                        .unwrap_or_default(),
-                };
-                for (slot, count) in counters.keys() {
-                    match slot {
-                        WindowSlot::Total => doc.total = *count,
-                        WindowSlot::Emoji(e) => drop(doc.counts.insert(e.clone(), *count)),
-                    }
-                }
-                doc
-            })
-            .collect();
-        let sessions = state.all_sessions();
-        let summary = summarize(sessions.len(), sessions.values().flatten());
-        let by_user = sessions
-            .into_iter()
-            .map(|(user, list)| {
-                (
-                    user.to_owned(),
-                    list.into_iter().map(SessionDoc::from).collect(),
-                )
-            })
-            .collect();
+        let lifetime = LifetimeCounts::of(state);
         let filters = filter_ids
             .iter()
             .map(|id| {
@@ -211,14 +244,14 @@ impl ViewsDocument {
             })
             .collect();
         ViewsDocument {
-            total,
-            counts,
-            event_types,
-            top,
-            windows,
-            sessions: SessionsDoc { summary, by_user },
+            total: lifetime.total,
+            counts: lifetime.counts,
+            event_types: lifetime.event_types,
+            top: lifetime_top(state),
+            windows: windows(state, cfg),
+            sessions: sessions(state),
             filters,
-            rejected,
+            rejected: lifetime.rejected,
             as_of: state.as_of,
         }
     }

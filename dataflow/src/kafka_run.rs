@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_ingest::decode_event;
-use emoflow_ingest::kafka::{PartitionRange, PartitionReader};
+use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use timely::dataflow::operators::capture::Capture as _;
 use timely::dataflow::operators::Exchange as _;
 
@@ -33,24 +33,20 @@ pub struct KafkaInput {
     pub brokers: String,
     /// The topic.
     pub topic: String,
-    /// Where each partition starts (and, when `bounded`, ends).
+    /// Where each partition starts and ends (the run ends when every partition has, unless
+    /// one is open).
     pub ranges: Vec<PartitionRange>,
-    /// Stop at each range's end instead of following the topic.
-    pub bounded: bool,
 }
 
 impl KafkaInput {
-    /// Messages in the ranges (for a bounded read's progress).
-    pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .map(|r| (r.end - r.start).max(0) as u64)
-            .sum()
+    /// Messages in the ranges, when that is known up front (for progress bars).
+    pub fn known_len(&self) -> Option<u64> {
+        self.ranges.iter().map(PartitionRange::known_len).sum()
     }
 
-    /// True when the ranges hold no message.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// True when the run follows the topic rather than ending.
+    pub fn is_open(&self) -> bool {
+        self.ranges.iter().any(|r| r.end == RangeEnd::Open)
     }
 }
 
@@ -243,7 +239,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         None
     } else {
         Some(
-            PartitionReader::new(&input.brokers, &input.topic, &mine, input.bounded)
+            PartitionReader::new(&input.brokers, &input.topic, &mine)
                 .map_err(|e| RunError::Io(e.to_string()))?,
         )
     };
@@ -261,8 +257,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         reported.report(r.positions(), &mut inputs);
     }
     let mut gathered = 0usize;
+    let bounded = !input.is_open();
     loop {
-        let finished = reader.as_ref().is_none_or(|r| r.is_finished()) && input.bounded;
+        let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
         if finished || shared.stop.load(Ordering::Relaxed) {
             feed.flush_into(&mut inputs);
             if let Some(r) = &reader {

@@ -1,1 +1,18 @@
-//! placeholder
+//! How users reach emoflow's views: the HTTP API of SPEC section 4.
+//!
+//! The dataflow's collector publishes an immutable [`snapshot::Snapshot`] at every new
+//! `as_of`; read routes answer from the newest one without waiting for anything, so every
+//! number in a response has the same `as_of`. Write routes validate a whole request, produce it
+//! to Kafka and answer 202 once the broker acknowledged every event.
+#![forbid(missing_docs)]
+
+pub mod app;
+pub mod error;
+pub mod health;
+pub mod intake;
+pub mod snapshot;
+pub mod views;
+
+pub use app::{router, serve, AppState, DEFAULT_BODY_LIMIT};
+pub use health::HealthProbe;
+pub use snapshot::{Publisher, Snapshot};

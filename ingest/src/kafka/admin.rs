@@ -139,20 +139,65 @@ impl std::str::FromStr for OffsetSpec {
     }
 }
 
-/// The messages of one partition to read: offsets `start..end`.
+/// Where reading a partition stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeEnd {
+    /// Never: follow the partition as messages arrive (`serve`).
+    Open,
+    /// Before this offset (or at the partition's end, if that comes first).
+    Offset(i64),
+    /// Before the first message whose Kafka timestamp is at or after this time (ms), or at
+    /// the partition's end.
+    Time(i64),
+    /// At the partition's end, once reading has caught up with it.
+    Caught,
+}
+
+/// The messages of one partition to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionRange {
     /// The partition.
     pub partition: i32,
     /// First offset to read.
     pub start: i64,
-    /// First offset not to read.
-    pub end: i64,
+    /// The partition's first offset: where to fetch from instead if fetching at `start`
+    /// yields nothing (some brokers, such as tansu with memory storage, cannot fetch from
+    /// inside a stored batch). Messages before `start` are then skipped.
+    pub low: i64,
+    /// Skip messages before the first one whose Kafka timestamp is at or after this (ms).
+    pub from_ms: Option<i64>,
+    /// Where to stop.
+    pub end: RangeEnd,
 }
 
-/// Resolves `from..to` into offsets for every partition of `topic`. Both ends follow the same
-/// rule, so a range is half-open: `--from 10 --to 20` reads offsets 10 to 19, and `--to TIME`
-/// stops before the first message at or after TIME.
+impl PartitionRange {
+    /// Everything from `start` on, following the partition.
+    pub fn open(partition: i32, start: i64) -> Self {
+        PartitionRange {
+            partition,
+            start,
+            low: start,
+            from_ms: None,
+            end: RangeEnd::Open,
+        }
+    }
+
+    /// Messages in the range when that is known up front.
+    pub fn known_len(&self) -> Option<u64> {
+        match (self.end, self.from_ms) {
+            (RangeEnd::Offset(e), None) => Some((e - self.start).max(0) as u64),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves `from..to` for every partition of `topic`. The range is half-open: `--from 10
+/// --to 20` reads offsets 10 to 19, and `--to TIME` stops before the first message at or
+/// after TIME.
+///
+/// Only the start leans on the broker's offsets-for-times, as a hint: the reader checks
+/// message timestamps itself, and finds each partition's end by reading up to it, so a broker
+/// that reports stale high watermarks (tansu's memory storage does) cannot shorten a replay.
 pub fn resolve_range(
     brokers: &str,
     topic: &str,
@@ -161,58 +206,67 @@ pub fn resolve_range(
 ) -> Result<Vec<PartitionRange>, KafkaError> {
     let consumer = metadata_consumer(brokers)?;
     let parts = partitions_with(&consumer, topic)?;
-    let mut marks = Vec::with_capacity(parts.len());
+    let mut lows = Vec::with_capacity(parts.len());
     for &p in &parts {
-        marks.push((p, consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?));
+        lows.push(consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?.0);
     }
-    let start = resolve_end(&consumer, topic, &marks, from)?;
-    let end = resolve_end(&consumer, topic, &marks, to)?;
+    let hints = match from {
+        OffsetSpec::Time(ms) => Some(offsets_for_time(&consumer, topic, &parts, ms)?),
+        _ => None,
+    };
+    let end = match to {
+        OffsetSpec::Earliest => None,
+        OffsetSpec::Latest => Some(RangeEnd::Caught),
+        OffsetSpec::Offset(o) => Some(RangeEnd::Offset(o)),
+        OffsetSpec::Time(ms) => Some(RangeEnd::Time(ms)),
+    };
     Ok(parts
         .iter()
-        .zip(start.iter().zip(end.iter()))
-        .map(|(&partition, (&start, &end))| PartitionRange {
-            partition,
-            start,
-            end: end.max(start),
+        .enumerate()
+        .map(|(i, &partition)| {
+            let low = lows[i];
+            let start = match from {
+                OffsetSpec::Earliest | OffsetSpec::Latest => low,
+                OffsetSpec::Offset(o) => o.max(low),
+                OffsetSpec::Time(_) => hints
+                    .as_ref()
+                    .and_then(|h| h[i])
+                    .map_or(low, |o| o.max(low)),
+            };
+            PartitionRange {
+                partition,
+                start,
+                low,
+                from_ms: match from {
+                    OffsetSpec::Time(ms) => Some(ms),
+                    _ => None,
+                },
+                // `--to earliest` is an empty range.
+                end: end.unwrap_or(RangeEnd::Offset(low)),
+            }
         })
         .collect())
 }
 
-fn resolve_end(
+/// The broker's answer to offsets-for-times per partition (`None`: no message at or after).
+fn offsets_for_time(
     consumer: &BaseConsumer,
     topic: &str,
-    marks: &[(i32, (i64, i64))],
-    spec: OffsetSpec,
-) -> Result<Vec<i64>, KafkaError> {
-    match spec {
-        OffsetSpec::Earliest => Ok(marks.iter().map(|(_, (low, _))| *low).collect()),
-        OffsetSpec::Latest => Ok(marks.iter().map(|(_, (_, high))| *high).collect()),
-        OffsetSpec::Offset(o) => Ok(marks
-            .iter()
-            .map(|(_, (low, high))| o.clamp(*low, *high))
-            .collect()),
-        OffsetSpec::Time(ms) => {
-            let mut tpl = TopicPartitionList::new();
-            for (p, _) in marks {
-                tpl.add_partition_offset(topic, *p, Offset::Offset(ms))?;
-            }
-            let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
-            marks
-                .iter()
-                .map(|(p, (low, high))| {
-                    let offset = found
-                        .find_partition(topic, *p)
-                        .map(|e| e.offset())
-                        .unwrap_or(Offset::End);
-                    Ok(match offset {
-                        Offset::Offset(o) => o.clamp(*low, *high),
-                        // No message at or after the time: the range ends at the partition's end.
-                        _ => *high,
-                    })
-                })
-                .collect()
-        }
+    parts: &[i32],
+    ms: i64,
+) -> Result<Vec<Option<i64>>, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(ms))?;
     }
+    let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
+    Ok(parts
+        .iter()
+        .map(|p| match found.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]

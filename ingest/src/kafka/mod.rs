@@ -12,7 +12,7 @@ mod producer;
 mod reader;
 
 pub use admin::{
-    ensure_topic, partitions_of, resolve_range, OffsetSpec, PartitionRange, Watermarks,
+    ensure_topic, partitions_of, resolve_range, OffsetSpec, PartitionRange, RangeEnd, Watermarks,
 };
 pub use embedded::EmbeddedBroker;
 pub use producer::{BulkProducer, DeliveryTally, EventProducer, ProduceError};

@@ -1,15 +1,15 @@
 //! One worker's reader of its Kafka partitions: static assignment, batched polling, positions
-//! tracked per partition, and (for replay) an end offset per partition.
+//! tracked per partition, and each partition's [`RangeEnd`].
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{client_config, PartitionRange};
+use super::{client_config, PartitionRange, RangeEnd};
 
 /// One message as the views need it, borrowed from the consumer's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -32,74 +32,115 @@ pub enum ReaderError {
     Kafka(#[from] KafkaError),
 }
 
-/// Reads a fixed set of partitions from given offsets, optionally up to an end offset each.
+/// How long a partition may stay silent (no message, no end) before the reader assumes the
+/// broker cannot fetch from the requested offset and fetches from the partition's start.
+const SEEK_GRACE: Duration = Duration::from_secs(1);
+
+/// How far one partition has been read.
+#[derive(Debug, Clone, Copy)]
+struct PartitionState {
+    /// The next offset to deliver.
+    position: i64,
+    /// Messages before this offset are skipped.
+    start: i64,
+    /// Where to fetch from if fetching at `start` yields nothing.
+    low: i64,
+    /// A message or the partition's end was seen (or the fallback was taken).
+    heard: bool,
+    /// Still skipping messages older than the range's start time.
+    skip_before_ms: Option<i64>,
+    end: RangeEnd,
+    finished: bool,
+}
+
+/// Reads a fixed set of partitions, each from a start offset to its [`RangeEnd`].
 pub struct PartitionReader {
     consumer: BaseConsumer,
-    /// partition -> next offset to deliver.
+    topic: String,
+    partitions: BTreeMap<i32, PartitionState>,
     positions: BTreeMap<i32, i64>,
-    /// partition -> first offset not to deliver (bounded reads only).
-    ends: Option<BTreeMap<i32, i64>>,
-    /// Partitions of a bounded read not yet at their end.
     unfinished: usize,
+    bounded: bool,
+    assigned_at: Instant,
     /// Poll errors seen (transient: librdkafka retries by itself).
     pub errors: u64,
 }
 
 impl PartitionReader {
-    /// Reads `ranges` of `topic`: from each `start`, and up to each `end` when `bounded`
-    /// (otherwise `end` is ignored and reading goes on as messages arrive).
-    pub fn new(
-        brokers: &str,
-        topic: &str,
-        ranges: &[PartitionRange],
-        bounded: bool,
-    ) -> Result<Self, ReaderError> {
+    /// Reads `ranges` of `topic` on `brokers`.
+    pub fn new(brokers: &str, topic: &str, ranges: &[PartitionRange]) -> Result<Self, ReaderError> {
+        let bounded = ranges.iter().any(|r| r.end != RangeEnd::Open);
         let consumer: BaseConsumer = client_config(brokers)
             .set("group.id", "emoflow")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
+            // A bounded read learns where each partition ends by reaching it.
+            .set("enable.partition.eof", if bounded { "true" } else { "false" })
             // Freshness: a fetch waits at most this long for data before returning.
             .set("fetch.wait.max.ms", "10")
-            // Throughput: keep enough fetched messages in hand to feed a whole batch.
+            // Throughput: keep enough fetched messages in hand to feed whole batches.
             .set("queued.min.messages", "200000")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "16777216")
             .create()?;
         let mut tpl = TopicPartitionList::new();
+        let mut partitions = BTreeMap::new();
         let mut positions = BTreeMap::new();
-        let mut ends = BTreeMap::new();
         for r in ranges {
-            if bounded && r.start >= r.end {
-                continue;
+            let empty = matches!(r.end, RangeEnd::Offset(e) if e <= r.start);
+            if !empty {
+                tpl.add_partition_offset(topic, r.partition, Offset::Offset(r.start))?;
             }
-            tpl.add_partition_offset(topic, r.partition, Offset::Offset(r.start))?;
+            partitions.insert(
+                r.partition,
+                PartitionState {
+                    position: r.start,
+                    start: r.start,
+                    low: r.low,
+                    heard: r.low >= r.start,
+                    skip_before_ms: r.from_ms,
+                    end: r.end,
+                    finished: empty,
+                },
+            );
             positions.insert(r.partition, r.start);
-            ends.insert(r.partition, r.end);
         }
         consumer.assign(&tpl)?;
         Ok(PartitionReader {
             consumer,
-            unfinished: positions.len(),
+            topic: topic.to_owned(),
+            unfinished: partitions.values().filter(|p| !p.finished).count(),
+            partitions,
             positions,
-            ends: bounded.then_some(ends),
+            bounded,
+            assigned_at: Instant::now(),
             errors: 0,
         })
     }
 
     /// Hands up to `max` messages to `f`, waiting at most `wait` for the first. Returns how many
-    /// it handed over. Messages at or past a bounded read's end are dropped.
+    /// it handed over (skipped and dropped messages do not count).
     pub fn poll_batch(
         &mut self,
         max: usize,
         wait: Duration,
         mut f: impl FnMut(KafkaMessage<'_>),
     ) -> usize {
+        self.fall_back_if_silent();
         let mut n = 0;
         let mut timeout = wait;
         while n < max && !self.is_finished() {
             let message = match self.consumer.poll(timeout) {
                 None => break,
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    if let Some(state) = self.partitions.get_mut(&p) {
+                        state.heard = true;
+                    }
+                    if self.bounded {
+                        self.finish(p);
+                    }
+                    continue;
+                }
                 Some(Err(e)) => {
                     self.errors += 1;
                     if self.errors.is_power_of_two() {
@@ -111,33 +152,85 @@ impl PartitionReader {
             };
             timeout = Duration::ZERO;
             let (partition, offset) = (message.partition(), message.offset());
-            if let Some(end) = self.ends.as_ref().and_then(|e| e.get(&partition)) {
-                if offset >= *end {
+            let timestamp_ms = message.timestamp().to_millis();
+            let Some(state) = self.partitions.get_mut(&partition) else {
+                continue;
+            };
+            state.heard = true;
+            if state.finished || offset < state.start {
+                continue;
+            }
+            let past_end = match state.end {
+                RangeEnd::Offset(e) => offset >= e,
+                RangeEnd::Time(t) => timestamp_ms.is_some_and(|ts| ts >= t),
+                RangeEnd::Open | RangeEnd::Caught => false,
+            };
+            if past_end {
+                self.finish(partition);
+                continue;
+            }
+            state.position = state.position.max(offset + 1);
+            self.positions.insert(partition, state.position);
+            if let Some(from) = state.skip_before_ms {
+                if timestamp_ms.is_some_and(|ts| ts < from) {
                     continue;
                 }
+                state.skip_before_ms = None;
             }
+            let reached = matches!(state.end, RangeEnd::Offset(e) if offset + 1 >= e);
             f(KafkaMessage {
                 partition,
                 offset,
                 payload: message.payload().unwrap_or_default(),
-                timestamp_ms: message.timestamp().to_millis(),
+                timestamp_ms,
             });
             n += 1;
-            self.advance(partition, offset + 1);
+            if reached {
+                self.finish(partition);
+            }
         }
         n
     }
 
-    fn advance(&mut self, partition: i32, next: i64) {
-        let Some(pos) = self.positions.get_mut(&partition) else {
+    /// Re-fetches from the partition's start every partition that has been silent since it
+    /// was assigned at an offset past its start.
+    fn fall_back_if_silent(&mut self) {
+        if self.assigned_at.elapsed() < SEEK_GRACE {
+            return;
+        }
+        for (&p, state) in self.partitions.iter_mut() {
+            if state.heard || state.finished {
+                continue;
+            }
+            state.heard = true;
+            tracing::info!(
+                partition = p,
+                offset = state.start,
+                "nothing fetched from this offset; fetching from the partition's start {} and skipping ahead",
+                state.low
+            );
+            if let Err(e) =
+                self.consumer
+                    .seek(&self.topic, p, Offset::Offset(state.low), Duration::from_secs(5))
+            {
+                tracing::warn!(partition = p, "cannot seek: {e}");
+            }
+        }
+    }
+
+    fn finish(&mut self, partition: i32) {
+        let Some(state) = self.partitions.get_mut(&partition) else {
             return;
         };
-        let before = *pos;
-        *pos = next.max(before);
-        if let Some(end) = self.ends.as_ref().and_then(|e| e.get(&partition)) {
-            if before < *end && *pos >= *end {
-                self.unfinished -= 1;
-            }
+        if state.finished {
+            return;
+        }
+        state.finished = true;
+        self.unfinished -= 1;
+        // Stop fetching what will not be read.
+        let mut tpl = TopicPartitionList::new();
+        if tpl.add_partition(&self.topic, partition).set_offset(Offset::Invalid).is_ok() {
+            let _ = self.consumer.pause(&tpl);
         }
     }
 
@@ -146,9 +239,8 @@ impl PartitionReader {
         &self.positions
     }
 
-    /// True when a bounded read has delivered every message of its range (always false for
-    /// an unbounded one).
+    /// True when a bounded read has reached every partition's end (never for an open one).
     pub fn is_finished(&self) -> bool {
-        self.ends.is_some() && self.unfinished == 0
+        self.bounded && self.unfinished == 0
     }
 }

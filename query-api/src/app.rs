@@ -1,0 +1,152 @@
+//! The router and the state its handlers share.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use axum::Router;
+use emoflow_ingest::kafka::EventProducer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::health::{health, HealthProbe};
+use crate::intake::{post_emoji, post_events};
+use crate::snapshot::Snapshot;
+use crate::views;
+
+/// Default largest request body, in bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
+
+struct Inner {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    producer: Option<EventProducer>,
+    health: Arc<HealthProbe>,
+    body_limit: usize,
+    api_token: Option<String>,
+    produce_failures: AtomicU64,
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// A state reading snapshots from `snapshots` and producing with `producer` (without one,
+    /// ingest answers 503).
+    pub fn new(
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        producer: Option<EventProducer>,
+        health: Arc<HealthProbe>,
+        body_limit: usize,
+        api_token: Option<String>,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            snapshots,
+            producer,
+            health,
+            body_limit,
+            api_token,
+            produce_failures: AtomicU64::new(0),
+        }))
+    }
+
+    /// Checks a write request's `Authorization: Bearer TOKEN` when a token is configured:
+    /// 401 without one, 403 with a wrong one.
+    pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = &self.0.api_token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this route needs Authorization: Bearer TOKEN",
+                serde_json::Value::Null,
+            )),
+            Some(g) if g.as_bytes() == token.as_bytes() => Ok(()),
+            Some(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the token is not valid",
+                serde_json::Value::Null,
+            )),
+        }
+    }
+
+    /// The newest published snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.0.snapshots.borrow().clone()
+    }
+
+    /// The producer behind ingest.
+    pub fn producer(&self) -> Option<&EventProducer> {
+        self.0.producer.as_ref()
+    }
+
+    /// The source's health.
+    pub fn health(&self) -> &HealthProbe {
+        &self.0.health
+    }
+
+    /// Largest request body, in bytes.
+    pub fn body_limit(&self) -> usize {
+        self.0.body_limit
+    }
+
+    /// Counts a request the broker did not acknowledge.
+    pub fn count_produce_failure(&self) {
+        self.0.produce_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+async fn not_found() -> impl IntoResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such route; see GET / for the routes",
+        serde_json::Value::Null,
+    )
+}
+
+/// Every route of SPEC section 4 built so far.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/stats", get(views::stats))
+        .route("/top", get(views::top))
+        .route("/counts", get(views::counts))
+        .route("/rates", get(views::rates))
+        .route("/sessions", get(views::sessions))
+        .route("/sessions/{user_id}", get(views::user_sessions))
+        .route("/dead-letters", get(views::dead_letters))
+        .route("/emoji", post(post_emoji))
+        .route("/events", post(post_events))
+        .route("/register_event", post(post_events))
+        .route("/v1/event", post(post_events))
+        // Ingest reads the body itself, to answer 413 in SPEC's error shape.
+        .layer(DefaultBodyLimit::disable())
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

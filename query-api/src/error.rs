@@ -1,0 +1,72 @@
+//! Errors as SPEC section 4 shapes them: a status and `{"error": "...", "detail": ...}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What went wrong, in a sentence.
+    pub error: String,
+    /// Machine-readable specifics (`null` when there are none).
+    pub detail: Value,
+}
+
+impl ApiError {
+    /// 400: the request is wrong.
+    pub fn bad_request(error: impl Into<String>, detail: Value) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            error: error.into(),
+            detail,
+        }
+    }
+
+    /// 404: nothing there.
+    pub fn not_found(error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            error: error.into(),
+            detail: Value::Null,
+        }
+    }
+
+    /// Any other status.
+    pub fn new(status: StatusCode, error: impl Into<String>, detail: Value) -> Self {
+        ApiError {
+            status,
+            error: error.into(),
+            detail,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "detail": self.detail });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A query parameter that must be a duration (`10s`, `5m`, `500ms`), in ms.
+pub fn duration_param(name: &str, value: &str) -> Result<i64, ApiError> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        ApiError::bad_request(
+            format!("{name} must be a duration such as 10s or 5m"),
+            json!({ "parameter": name, "value": value, "reason": e.to_string() }),
+        )
+    })?;
+    i64::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                format!("{name} must be positive and not absurdly long"),
+                json!({ "parameter": name, "value": value }),
+            )
+        })
+}

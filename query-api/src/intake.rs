@@ -1,0 +1,219 @@
+//! The write routes: `POST /emoji`, `/events`, `/register_event`, `/v1/event`. A request is
+//! validated whole before anything is produced (all or nothing); 202 comes only once the broker
+//! acknowledged every event.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use emoflow_ingest::kafka::ProduceError;
+use emoflow_ingest::{decode_event, Event, RejectReason, Rejection};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// One validated event, ready to produce: its key (the user) and its normalised JSON.
+type Record = (Vec<u8>, Vec<u8>);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How the body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// One object, or an array of objects.
+    Json,
+    /// One object a line.
+    Ndjson,
+}
+
+fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(Framing::Json);
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+        | "application/x-jsonlines" => Ok(Framing::Ndjson),
+        // curl -d sends form-encoded by default; the body is still JSON.
+        "" | "application/json" | "text/plain" | "application/octet-stream"
+        | "application/x-www-form-urlencoded" => Ok(Framing::Json),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send JSON (application/json) or NDJSON (application/x-ndjson)",
+            json!({ "content_type": other }),
+        )),
+    }
+}
+
+fn invalid(index: usize, rejection: &Rejection) -> ApiError {
+    ApiError::bad_request(
+        format!(
+            "event {index} is invalid ({}): {}; nothing was produced",
+            rejection.reason.as_str(),
+            rejection.detail
+        ),
+        json!({
+            "index": index,
+            "reason": rejection.reason.as_str(),
+            "message": rejection.detail,
+        }),
+    )
+}
+
+/// Validates one event and normalises it (the server's clock fills a missing `ts`).
+fn record(index: usize, bytes: &[u8], now: i64, need_emoji: bool) -> Result<Record, ApiError> {
+    let event: Event<'_> = decode_event(bytes, Some(now)).map_err(|r| invalid(index, &r))?;
+    if need_emoji && event.emoji.is_none() {
+        return Err(invalid(
+            index,
+            &Rejection::new(RejectReason::MissingField, "`emoji` (or `emoji_type`) is required"),
+        ));
+    }
+    let value = serde_json::to_vec(&event.to_json()).unwrap_or_default();
+    Ok((event.user_id.as_bytes().to_vec(), value))
+}
+
+/// Splits and validates a body into records, refusing the whole body at the first bad event.
+fn records(body: &[u8], framing: Framing, need_emoji: bool) -> Result<Vec<Record>, ApiError> {
+    let now = now_ms();
+    let trimmed = body.trim_ascii();
+    let ndjson = framing == Framing::Ndjson
+        || (trimmed.first() == Some(&b'{')
+            && serde_json::from_slice::<&RawValue>(trimmed).is_err()
+            && memchr::memchr(b'\n', trimmed).is_some());
+    let out = if ndjson {
+        trimmed
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.trim_ascii().is_empty())
+            .enumerate()
+            .map(|(i, line)| record(i, line, now, need_emoji))
+            .collect::<Result<Vec<_>, _>>()?
+    } else if trimmed.first() == Some(&b'[') {
+        let items: Vec<&RawValue> = serde_json::from_slice(trimmed).map_err(|e| {
+            ApiError::bad_request(
+                "the body is not a JSON array of events; nothing was produced",
+                json!({ "reason": "invalid_json", "message": e.to_string() }),
+            )
+        })?;
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| record(i, raw.get().as_bytes(), now, need_emoji))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![record(0, trimmed, now, need_emoji)?]
+    };
+    if out.is_empty() {
+        return Err(ApiError::bad_request(
+            "the body holds no event",
+            Value::Null,
+        ));
+    }
+    Ok(out)
+}
+
+async fn read_body(app: &AppState, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, app.body_limit()).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the limit of {} bytes", app.body_limit()),
+            json!({ "limit_bytes": app.body_limit(), "message": e.to_string() }),
+        )
+    })
+}
+
+async fn produce(app: &AppState, records: Vec<Record>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(producer) = app.producer() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this server has no producer; nothing was produced",
+            Value::Null,
+        ));
+    };
+    let n = records.len();
+    producer.send_all(&records).await.map_err(|e| {
+        app.count_produce_failure();
+        let status = match e {
+            ProduceError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+            ProduceError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(
+            status,
+            "the broker did not acknowledge the events; retry",
+            json!({ "message": e.to_string(), "events": n }),
+        )
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+}
+
+/// `POST /emoji`: one `{"user_id", "emoji"}` (or `emoji_type`).
+pub async fn post_emoji(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    app.authorize(&headers)?;
+    framing(&headers)?;
+    let bytes = read_body(&app, body).await?;
+    let trimmed = bytes.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "POST /emoji takes one JSON object; use POST /events for batches",
+            json!({ "index": 0, "reason": "not_an_object" }),
+        ));
+    }
+    let rec = record(0, trimmed, now_ms(), true)?;
+    produce(&app, vec![rec]).await
+}
+
+/// `POST /events` (and its aliases): one event, a JSON array, or NDJSON.
+pub async fn post_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    app.authorize(&headers)?;
+    let framing = framing(&headers)?;
+    let bytes = read_body(&app, body).await?;
+    let recs = records(&bytes, framing, false)?;
+    produce(&app, recs).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_ndjson_and_single_objects_split_and_name_the_bad_index() {
+        let ok = br#"[{"user_id":"a","emoji":"x"},{"user_id":"b","event_type":"click"}]"#;
+        assert_eq!(records(ok, Framing::Json, false).unwrap().len(), 2);
+        let nd = b"{\"user_id\":\"a\",\"emoji\":\"x\"}\n\n{\"user_id\":\"b\",\"emoji\":\"y\"}\n";
+        assert_eq!(records(nd, Framing::Ndjson, false).unwrap().len(), 2);
+        // NDJSON sent as plain JSON is still recognised.
+        assert_eq!(records(nd, Framing::Json, false).unwrap().len(), 2);
+        let bad = br#"[{"user_id":"a","emoji":"x"},{"emoji":"y"}]"#;
+        let err = records(bad, Framing::Json, false).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.detail["index"], 1);
+        assert_eq!(err.detail["reason"], "missing_field");
+        assert!(records(b"[]", Framing::Json, false).is_err());
+    }
+
+    #[test]
+    fn a_missing_ts_is_filled_and_the_output_is_normalised() {
+        let (key, value) = record(0, br#"{"user_id":"u","emoji_type":"x"}"#, 77, true).unwrap();
+        assert_eq!(key, b"u");
+        let v: Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(v, json!({"user_id":"u","emoji":"x","event_type":"emoji","ts":77}));
+        assert!(record(0, br#"{"user_id":"u","event":"click"}"#, 1, true).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! The read routes: `/stats`, `/top`, `/counts`, `/rates`, `/sessions`, `/sessions/{user_id}`,
+//! `/dead-letters`. Each answers from one snapshot, so every number in a response has the same
+//! `as_of`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use emoflow_dataflow::document::{lifetime_top, ranked, windows, SessionDoc, TopEntry, WindowDoc};
+use emoflow_dataflow::snapshot::DEAD_LETTERS_KEPT;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::{duration_param, ApiError};
+use crate::snapshot::Snapshot;
+
+/// `GET /stats`: lifetime counts, top-K, the newest events.
+pub async fn stats(State(app): State<AppState>) -> Json<Value> {
+    let snap = app.snapshot();
+    let l = &snap.lifetime;
+    Json(json!({
+        "total": l.total,
+        "counts": l.counts,
+        "event_types": l.event_types,
+        "top": lifetime_top(&snap.state),
+        "recent": snap.state.recent,
+        "rejected": l.rejected,
+        "as_of": snap.state.as_of,
+    }))
+}
+
+/// Parameters of `GET /top`.
+#[derive(Debug, Deserialize)]
+pub struct TopParams {
+    k: Option<String>,
+    window: Option<String>,
+}
+
+fn parse_k(k: Option<&str>) -> Result<usize, ApiError> {
+    let Some(k) = k else { return Ok(3) };
+    k.parse::<usize>()
+        .ok()
+        .filter(|k| (1..=1000).contains(k))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "k must be an integer in 1..=1000",
+                json!({ "parameter": "k", "value": k }),
+            )
+        })
+}
+
+/// Every entry ranked at most `k`.
+fn cut(entries: Vec<TopEntry>, k: usize) -> Vec<TopEntry> {
+    entries.into_iter().take_while(|e| e.rank <= k).collect()
+}
+
+/// The stored windows regrouped into tumbling windows of `width` ms (a multiple of the
+/// configured window), newest first.
+fn regroup(snap: &Snapshot, width: i64) -> Result<Vec<WindowDoc>, ApiError> {
+    let base = snap.cfg.window_ms;
+    if width % base != 0 {
+        return Err(ApiError::bad_request(
+            format!("window must be a multiple of the configured window ({base} ms)"),
+            json!({ "parameter": "window", "value_ms": width, "configured_ms": base }),
+        ));
+    }
+    let mut groups: BTreeMap<i64, WindowDoc> = BTreeMap::new();
+    for w in windows(&snap.state, &snap.cfg) {
+        let start = w.start_ms - w.start_ms.rem_euclid(width);
+        let g = groups.entry(start).or_insert_with(|| WindowDoc {
+            start_ms: start,
+            end_ms: start + width,
+            total: 0,
+            counts: BTreeMap::new(),
+            top: Vec::new(),
+        });
+        g.total += w.total;
+        for (emoji, n) in w.counts {
+            *g.counts.entry(emoji).or_default() += n;
+        }
+    }
+    Ok(groups.into_values().rev().collect())
+}
+
+fn ranked_counts(counts: &BTreeMap<String, i64>) -> Vec<TopEntry> {
+    ranked(counts.iter().map(|(e, n)| (e.clone(), *n)).collect())
+}
+
+/// `GET /top?k=3&window=10s`: the ties-aware top-K, lifetime or of the newest window.
+pub async fn top(
+    State(app): State<AppState>,
+    Query(p): Query<TopParams>,
+) -> Result<Json<Value>, ApiError> {
+    let k = parse_k(p.k.as_deref())?;
+    let snap = app.snapshot();
+    let as_of = snap.state.as_of;
+    match p.window.as_deref() {
+        None => {
+            // The dataflow keeps the top-K of its configured K; a larger K ranks the counts.
+            let entries = if k <= snap.cfg.top_k {
+                lifetime_top(&snap.state)
+            } else {
+                ranked_counts(&snap.lifetime.counts)
+            };
+            Ok(Json(json!({ "k": k, "top": cut(entries, k), "as_of": as_of })))
+        }
+        Some(w) => {
+            let width = duration_param("window", w)?;
+            let newest = regroup(&snap, width)?.into_iter().next();
+            let (top, window) = match newest {
+                Some(g) => (
+                    cut(ranked_counts(&g.counts), k),
+                    json!({ "start_ms": g.start_ms, "end_ms": g.end_ms, "total": g.total }),
+                ),
+                None => (Vec::new(), Value::Null),
+            };
+            Ok(Json(
+                json!({ "k": k, "window": window, "top": top, "as_of": as_of }),
+            ))
+        }
+    }
+}
+
+/// Parameters of `GET /counts`.
+#[derive(Debug, Deserialize)]
+pub struct CountsParams {
+    window: Option<String>,
+}
+
+/// `GET /counts?window=10s`: per-emoji counts, lifetime or per window (newest first).
+pub async fn counts(
+    State(app): State<AppState>,
+    Query(p): Query<CountsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = app.snapshot();
+    let as_of = snap.state.as_of;
+    match p.window.as_deref() {
+        None => Ok(Json(json!({
+            "total": snap.lifetime.total,
+            "counts": snap.lifetime.counts,
+            "event_types": snap.lifetime.event_types,
+            "as_of": as_of,
+        }))),
+        Some(w) => {
+            let width = duration_param("window", w)?;
+            let groups: Vec<Value> = regroup(&snap, width)?
+                .into_iter()
+                .map(|g| {
+                    json!({
+                        "start_ms": g.start_ms, "end_ms": g.end_ms,
+                        "total": g.total, "counts": g.counts,
+                    })
+                })
+                .collect();
+            Ok(Json(
+                json!({ "window_ms": width, "windows": groups, "as_of": as_of }),
+            ))
+        }
+    }
+}
+
+/// Parameters of `GET /rates`.
+#[derive(Debug, Deserialize)]
+pub struct RatesParams {
+    step: Option<String>,
+    last: Option<String>,
+}
+
+/// `GET /rates?step=1s&last=5m`: accepted events per second over the last `last` of
+/// processing time, in steps of `step` (whole seconds), oldest first.
+pub async fn rates(
+    State(app): State<AppState>,
+    Query(p): Query<RatesParams>,
+) -> Result<Json<Value>, ApiError> {
+    let step = duration_param("step", p.step.as_deref().unwrap_or("1s"))?;
+    let last = duration_param("last", p.last.as_deref().unwrap_or("5m"))?;
+    if step % 1000 != 0 || last % step != 0 || last / step > 3600 {
+        return Err(ApiError::bad_request(
+            "step must be whole seconds, last a multiple of step, and at most 3600 steps",
+            json!({ "step_ms": step, "last_ms": last }),
+        ));
+    }
+    let snap = app.snapshot();
+    let (step_s, last_s) = (step / 1000, last / 1000);
+    let history = &snap.history;
+    let Some(&(end, _)) = history.back() else {
+        return Ok(Json(
+            json!({ "step_ms": step, "last_ms": last, "points": [], "as_of": snap.state.as_of }),
+        ));
+    };
+    // Total accepted by the end of second `s` (0 before the history starts).
+    let total_at = |s: i64| -> i64 {
+        let i = history.binary_search_by_key(&s, |(sec, _)| *sec);
+        match i {
+            Ok(i) => history[i].1,
+            Err(0) => 0,
+            Err(i) => history[i - 1].1,
+        }
+    };
+    let first = end - last_s + 1;
+    let points: Vec<Value> = (0..last_s / step_s)
+        .map(|i| {
+            let start = first + i * step_s;
+            let events = total_at(start + step_s - 1) - total_at(start - 1);
+            json!({
+                "start_ms": start * 1000,
+                "events": events,
+                "per_sec": events as f64 / step_s as f64,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "step_ms": step, "last_ms": last, "points": points, "as_of": snap.state.as_of }),
+    ))
+}
+
+/// `GET /sessions`: the summary over every user's retained sessions.
+pub async fn sessions(State(app): State<AppState>) -> Json<Value> {
+    let snap = app.snapshot();
+    let mut v = serde_json::to_value(snap.sessions_summary()).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("as_of".into(), snap.state.as_of.into());
+    }
+    Json(v)
+}
+
+/// `GET /sessions/{user_id}`: one user's sessions, newest first.
+pub async fn user_sessions(
+    State(app): State<AppState>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = app.snapshot();
+    let sessions: Vec<SessionDoc> = snap
+        .state
+        .sessions_of(&user_id)
+        .ok_or_else(|| ApiError::not_found(format!("no sessions for user {user_id:?}")))?
+        .into_iter()
+        .map(SessionDoc::from)
+        .collect();
+    Ok(Json(
+        json!({ "user_id": user_id, "sessions": sessions, "as_of": snap.state.as_of }),
+    ))
+}
+
+/// Parameters of `GET /dead-letters`.
+#[derive(Debug, Deserialize)]
+pub struct LimitParams {
+    limit: Option<String>,
+}
+
+/// `GET /dead-letters?limit=100`: rejected messages, newest first.
+pub async fn dead_letters(
+    State(app): State<AppState>,
+    Query(p): Query<LimitParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match p.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=DEAD_LETTERS_KEPT).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    format!("limit must be an integer in 1..={DEAD_LETTERS_KEPT}"),
+                    json!({ "parameter": "limit", "value": l }),
+                )
+            })?,
+    };
+    let snap = app.snapshot();
+    let total: i64 = snap.lifetime.rejected.values().sum();
+    let items: Vec<Value> = snap
+        .state
+        .dead_letters
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|d| {
+            json!({
+                "reason": d.reason, "detail": d.detail,
+                "partition": d.partition, "offset": d.offset, "payload": d.payload,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "total": total, "kept": snap.state.dead_letters.len(), "items": items, "as_of": snap.state.as_of }),
+    ))
+}

@@ -1,0 +1,106 @@
+//! `emoflow replay`: the views over exactly one range of a Kafka topic.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use emoflow_dataflow::{parse_filter_list, start_kafka, KafkaInput, KafkaRunOptions, ViewsDocument};
+use emoflow_ingest::kafka::resolve_range;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::ReplayArgs;
+
+/// Resolves the range, runs the views over it and prints (or writes) the document.
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let cfg = args.views.config();
+    cfg.validate()?;
+    let filters = match &args.filters {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read filters from {}", path.display()))?;
+            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+    let ranges = resolve_range(&args.brokers, &args.topic, args.from, args.to)
+        .with_context(|| format!("cannot resolve the range on {}/{}", args.brokers, args.topic))?;
+    if ranges.is_empty() {
+        anyhow::bail!("the topic {:?} does not exist on {}", args.topic, args.brokers);
+    }
+    for r in &ranges {
+        tracing::info!(partition = r.partition, from = r.start, from_ms = ?r.from_ms, to = ?r.end, "replaying");
+    }
+    let input = KafkaInput {
+        brokers: args.brokers.clone(),
+        topic: args.topic.clone(),
+        ranges,
+    };
+    let total = input.known_len();
+    let progress = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let ticker = std::thread::spawn({
+        let (progress, done) = (progress.clone(), done.clone());
+        move || {
+            let bar = match total {
+                Some(total) => ProgressBar::new(total).with_style(
+                    ProgressStyle::with_template(
+                        "{bar:40} {human_pos}/{human_len} messages {per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ),
+                // The end is found by reaching it.
+                None => ProgressBar::new_spinner().with_style(
+                    ProgressStyle::with_template("{spinner} {human_pos} messages {per_sec}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+            };
+            while !done.load(Ordering::Relaxed) {
+                bar.set_position(progress.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        }
+    });
+    let out = start_kafka(
+        input,
+        KafkaRunOptions {
+            workers: args.workers.max(1),
+            views: cfg,
+            filters,
+            progress: Some(progress),
+            ..KafkaRunOptions::default()
+        },
+        |_| {},
+    )
+    .and_then(|run| run.wait());
+    done.store(true, Ordering::Relaxed);
+    let _ = ticker.join();
+    let out = out?;
+    let doc = ViewsDocument::render(&out.state, &cfg, &filter_ids);
+    let mut sink: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    if args.pretty {
+        serde_json::to_writer_pretty(&mut sink, &doc)?;
+    } else {
+        serde_json::to_writer(&mut sink, &doc)?;
+    }
+    writeln!(sink)?;
+    sink.flush()?;
+    let secs = out.elapsed.as_secs_f64();
+    tracing::info!(
+        accepted = doc.total,
+        rejected = doc.rejected.values().sum::<i64>(),
+        seconds = format!("{secs:.3}"),
+        accepted_per_sec = format!("{:.0}", doc.total as f64 / secs.max(1e-9)),
+        "replay done"
+    );
+    Ok(())
+}

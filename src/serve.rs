@@ -1,0 +1,212 @@
+//! `emoflow serve` and `emoflow demo`: the dataflow over a Kafka topic (or the embedded
+//! broker) with the HTTP API in front.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use emoflow_dataflow::{start_kafka, KafkaInput, KafkaRunOptions};
+use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use emoflow_ingest::kafka::{
+    ensure_topic, resolve_range, BulkProducer, EmbeddedBroker, EventProducer, OffsetSpec,
+    PartitionRange,
+};
+use emoflow_query_api::{AppState, HealthProbe, Publisher, DEFAULT_BODY_LIMIT};
+
+use crate::cli::{DemoArgs, ServeArgs};
+use crate::produce::Pacer;
+
+/// Set when the service is shutting down, so that the demo load stops before the broker.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The broker the service reads: an external one, or the embedded one it started.
+struct Broker {
+    brokers: String,
+    /// Kept alive for the life of the service (the embedded broker dies with it).
+    _embedded: Option<EmbeddedBroker>,
+}
+
+fn broker(args: &ServeArgs) -> anyhow::Result<Broker> {
+    match &args.brokers {
+        Some(b) => {
+            let parts = ensure_topic(b, &args.topic, args.partitions, Duration::from_secs(10))
+                .with_context(|| format!("cannot reach the topic {:?} on {b}", args.topic))?;
+            if parts.is_empty() {
+                bail!("the topic {:?} has no partitions on {b}", args.topic);
+            }
+            tracing::info!(brokers = %b, topic = %args.topic, partitions = parts.len(), "reading Kafka");
+            Ok(Broker {
+                brokers: b.clone(),
+                _embedded: None,
+            })
+        }
+        None => {
+            let embedded = EmbeddedBroker::start().context("cannot start the embedded broker")?;
+            embedded
+                .create_topic(&args.topic, args.partitions)
+                .context("cannot create the topic on the embedded broker")?;
+            let brokers = embedded.bootstrap_servers().to_owned();
+            println!(
+                "embedded Kafka broker at {brokers} (topic {}, {} partitions; in memory, gone when emoflow stops)",
+                args.topic, args.partitions
+            );
+            Ok(Broker {
+                brokers,
+                _embedded: Some(embedded),
+            })
+        }
+    }
+}
+
+/// Runs the service until Ctrl-C or SIGTERM. `on_ready` runs once the API listens, with the
+/// bootstrap servers.
+fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+    let cfg = args.views.config();
+    cfg.validate()?;
+    let broker = broker(&args)?;
+    let brokers = broker.brokers.clone();
+    // No checkpoints yet: the views start from the beginning of the topic.
+    let ranges: Vec<PartitionRange> =
+        resolve_range(&brokers, &args.topic, OffsetSpec::Earliest, OffsetSpec::Earliest)
+            .context("cannot read the topic's offsets")?
+            .into_iter()
+            .map(|r| PartitionRange::open(r.partition, r.start))
+            .collect();
+    let (mut publisher, snapshots) = Publisher::new(cfg);
+    let run = start_kafka(
+        KafkaInput {
+            brokers: brokers.clone(),
+            topic: args.topic.clone(),
+            ranges,
+        },
+        KafkaRunOptions {
+            workers: args.workers.max(1),
+            views: cfg,
+            tick_ms: args.tick.max(1) as u64,
+            ..KafkaRunOptions::default()
+        },
+        move |state| publisher.publish(state),
+    )?;
+    let producer = EventProducer::new(
+        &brokers,
+        &args.topic,
+        Duration::from_millis(args.produce_timeout.max(1) as u64),
+    )
+    .context("cannot create the producer")?;
+    let source = if args.brokers.is_some() {
+        format!("kafka://{brokers}/{}", args.topic)
+    } else {
+        format!("embedded://{brokers}/{}", args.topic)
+    };
+    let probe = HealthProbe::new(source);
+    let stop_poller = Arc::new(AtomicBool::new(false));
+    probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
+    let state = AppState::new(
+        snapshots,
+        Some(producer),
+        probe,
+        if args.body_limit == 0 { DEFAULT_BODY_LIMIT } else { args.body_limit },
+        args.api_token.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emoflow-http")
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("emoflow serving http://{addr}/ ({} workers)", args.workers.max(1));
+        on_ready(&brokers);
+        emoflow_query_api::serve(listener, state, shutdown_signal())
+            .await
+            .context("the HTTP server failed")
+    });
+    tracing::info!("stopping");
+    SHUTTING_DOWN.store(true, Ordering::Relaxed);
+    stop_poller.store(true, Ordering::Relaxed);
+    run.stop();
+    let out = run.wait()?;
+    tracing::info!(as_of = out.state.as_of, "stopped");
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// `emoflow serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    serve_with(args, |_| {})
+}
+
+/// `emoflow demo`: serve on the embedded broker plus a generator at `--rate` events/s.
+pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let mut serve = args.serve.clone();
+    serve.brokers = None;
+    let topic = serve.topic.clone();
+    let (rate, users, seed) = (args.rate.max(1), args.users, args.seed);
+    serve_with(serve, move |brokers| {
+        let brokers = brokers.to_owned();
+        println!("demo: producing {rate} synthetic events/s; open the URL above, Ctrl-C stops");
+        let spawned = std::thread::Builder::new()
+            .name("emoflow-demo-load".into())
+            .spawn(move || {
+                if let Err(e) = demo_load(&brokers, &topic, rate, users, seed) {
+                    tracing::error!("demo load stopped: {e:#}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the demo load: {e}");
+        }
+    })
+}
+
+/// Produces generated events with live timestamps at `rate` per second, forever.
+fn demo_load(brokers: &str, topic: &str, rate: u64, users: u32, seed: u64) -> anyhow::Result<()> {
+    let producer = BulkProducer::new(brokers, topic)?;
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let mut generator = Generator::new(GeneratorConfig {
+        seed,
+        users,
+        start_ms,
+        step_ms: 1000.0 / rate as f64,
+        ..GeneratorConfig::default()
+    });
+    let pacer = Pacer::new(rate);
+    let mut line = Vec::with_capacity(256);
+    for sent in 0u64.. {
+        if SHUTTING_DOWN.load(Ordering::Relaxed) {
+            break;
+        }
+        pacer.wait_for(sent);
+        line.clear();
+        generator.write_event(&mut line);
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        producer.send(&sent.to_le_bytes(), body, None, None)?;
+    }
+    producer.flush(Duration::from_secs(1))?;
+    Ok(())
+}
