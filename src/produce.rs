@@ -94,10 +94,18 @@ fn to_file(args: &ProduceArgs) -> anyhow::Result<()> {
 }
 
 fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
-    let parts = ensure_topic(brokers, &args.topic, args.partitions, Duration::from_secs(10))
-        .with_context(|| format!("cannot reach the topic {:?} on {brokers}", args.topic))?;
+    let parts = ensure_topic(
+        brokers,
+        &args.topic,
+        args.partitions,
+        Duration::from_secs(10),
+    )
+    .with_context(|| format!("cannot reach the topic {:?} on {brokers}", args.topic))?;
     if parts.is_empty() {
-        bail!("the topic {:?} does not exist on {brokers} and could not be created", args.topic);
+        bail!(
+            "the topic {:?} does not exist on {brokers} and could not be created",
+            args.topic
+        );
     }
     let producer = BulkProducer::new(brokers, &args.topic).context("cannot create the producer")?;
     let pacer = Pacer::new(args.rate);
@@ -134,7 +142,7 @@ fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
                 pacer.wait_for(sent);
                 producer.send(&sent.to_le_bytes(), body, None, None)?;
                 sent += 1;
-                if sent % 4096 == 0 {
+                if sent.is_multiple_of(4096) {
                     bar.set_position(read);
                 }
             }
@@ -152,7 +160,7 @@ fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
                 generator.write_event(&mut line);
                 let body = line.strip_suffix(b"\n").unwrap_or(&line);
                 producer.send(&n.to_le_bytes(), body, None, None)?;
-                if n % 4096 == 0 {
+                if n.is_multiple_of(4096) {
                     bar.set_position(n);
                 }
             }

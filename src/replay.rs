@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use emoflow_dataflow::{parse_filter_list, start_kafka, KafkaInput, KafkaRunOptions, ViewsDocument};
+use emoflow_dataflow::{
+    parse_filter_list, start_kafka, KafkaInput, KafkaRunOptions, ViewsDocument,
+};
 use emoflow_ingest::kafka::resolve_range;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,10 +27,19 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
-    let ranges = resolve_range(&args.brokers, &args.topic, args.from, args.to)
-        .with_context(|| format!("cannot resolve the range on {}/{}", args.brokers, args.topic))?;
+    let ranges =
+        resolve_range(&args.brokers, &args.topic, args.from, args.to).with_context(|| {
+            format!(
+                "cannot resolve the range on {}/{}",
+                args.brokers, args.topic
+            )
+        })?;
     if ranges.is_empty() {
-        anyhow::bail!("the topic {:?} does not exist on {}", args.topic, args.brokers);
+        anyhow::bail!(
+            "the topic {:?} does not exist on {}",
+            args.topic,
+            args.brokers
+        );
     }
     for r in &ranges {
         tracing::info!(partition = r.partition, from = r.start, from_ms = ?r.from_ms, to = ?r.end, "replaying");

@@ -67,12 +67,16 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     let broker = broker(&args)?;
     let brokers = broker.brokers.clone();
     // No checkpoints yet: the views start from the beginning of the topic.
-    let ranges: Vec<PartitionRange> =
-        resolve_range(&brokers, &args.topic, OffsetSpec::Earliest, OffsetSpec::Earliest)
-            .context("cannot read the topic's offsets")?
-            .into_iter()
-            .map(|r| PartitionRange::open(r.partition, r.start))
-            .collect();
+    let ranges: Vec<PartitionRange> = resolve_range(
+        &brokers,
+        &args.topic,
+        OffsetSpec::Earliest,
+        OffsetSpec::Earliest,
+    )
+    .context("cannot read the topic's offsets")?
+    .into_iter()
+    .map(|r| PartitionRange::open(r.partition, r.start))
+    .collect();
     let (mut publisher, snapshots) = Publisher::new(cfg);
     let run = start_kafka(
         KafkaInput {
@@ -106,7 +110,11 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
         snapshots,
         Some(producer),
         probe,
-        if args.body_limit == 0 { DEFAULT_BODY_LIMIT } else { args.body_limit },
+        if args.body_limit == 0 {
+            DEFAULT_BODY_LIMIT
+        } else {
+            args.body_limit
+        },
         args.api_token.clone(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -119,7 +127,10 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        println!("emoflow serving http://{addr}/ ({} workers)", args.workers.max(1));
+        println!(
+            "emoflow serving http://{addr}/ ({} workers)",
+            args.workers.max(1)
+        );
         on_ready(&brokers);
         emoflow_query_api::serve(listener, state, shutdown_signal())
             .await

@@ -50,10 +50,6 @@ fn views_over_a_topic_equal_the_oracle() {
     producer.flush(Duration::from_secs(30)).unwrap();
     let ranges =
         resolve_range(&brokers, "events", OffsetSpec::Earliest, OffsetSpec::Latest).unwrap();
-    assert_eq!(
-        ranges.iter().map(|r| r.end - r.start).sum::<i64>(),
-        lines.len() as i64
-    );
     let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     let want = expected(&refs, &[], Params::default());
     for workers in [1, 2] {

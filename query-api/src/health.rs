@@ -96,7 +96,13 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let probe = app.health();
     let positions = &snap.state.positions;
     let mut problems = Vec::new();
-    let (lag, high) = match probe.reading.lock().ok().as_deref().and_then(Option::as_ref) {
+    let (lag, high) = match probe
+        .reading
+        .lock()
+        .ok()
+        .as_deref()
+        .and_then(Option::as_ref)
+    {
         None => {
             problems.push("no watermark reading yet".to_owned());
             (0, BTreeMap::new())
@@ -118,7 +124,11 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     if now_ms().saturating_sub(as_of) > STALE_AFTER.as_millis() as u64 {
         problems.push("the views have not advanced for a while".to_owned());
     }
-    let status = if problems.is_empty() { "ok" } else { "degraded" };
+    let status = if problems.is_empty() {
+        "ok"
+    } else {
+        "degraded"
+    };
     Json(json!({
         "status": status,
         "source": probe.source,

@@ -41,10 +41,15 @@ fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
     let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = ct.split(';').next().unwrap_or("").trim();
     match mime {
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl"
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
         | "application/x-jsonlines" => Ok(Framing::Ndjson),
         // curl -d sends form-encoded by default; the body is still JSON.
-        "" | "application/json" | "text/plain" | "application/octet-stream"
+        ""
+        | "application/json"
+        | "text/plain"
+        | "application/octet-stream"
         | "application/x-www-form-urlencoded" => Ok(Framing::Json),
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,7 +80,10 @@ fn record(index: usize, bytes: &[u8], now: i64, need_emoji: bool) -> Result<Reco
     if need_emoji && event.emoji.is_none() {
         return Err(invalid(
             index,
-            &Rejection::new(RejectReason::MissingField, "`emoji` (or `emoji_type`) is required"),
+            &Rejection::new(
+                RejectReason::MissingField,
+                "`emoji` (or `emoji_type`) is required",
+            ),
         ));
     }
     let value = serde_json::to_vec(&event.to_json()).unwrap_or_default();
@@ -131,7 +139,10 @@ async fn read_body(app: &AppState, body: Body) -> Result<axum::body::Bytes, ApiE
     })
 }
 
-async fn produce(app: &AppState, records: Vec<Record>) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn produce(
+    app: &AppState,
+    records: Vec<Record>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(producer) = app.producer() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -213,7 +224,10 @@ mod tests {
         let (key, value) = record(0, br#"{"user_id":"u","emoji_type":"x"}"#, 77, true).unwrap();
         assert_eq!(key, b"u");
         let v: Value = serde_json::from_slice(&value).unwrap();
-        assert_eq!(v, json!({"user_id":"u","emoji":"x","event_type":"emoji","ts":77}));
+        assert_eq!(
+            v,
+            json!({"user_id":"u","emoji":"x","event_type":"emoji","ts":77})
+        );
         assert!(record(0, br#"{"user_id":"u","event":"click"}"#, 1, true).is_err());
     }
 }

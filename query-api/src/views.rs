@@ -103,7 +103,9 @@ pub async fn top(
             } else {
                 ranked_counts(&snap.lifetime.counts)
             };
-            Ok(Json(json!({ "k": k, "top": cut(entries, k), "as_of": as_of })))
+            Ok(Json(
+                json!({ "k": k, "top": cut(entries, k), "as_of": as_of }),
+            ))
         }
         Some(w) => {
             let width = duration_param("window", w)?;

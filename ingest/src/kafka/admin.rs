@@ -262,10 +262,12 @@ fn offsets_for_time(
     let found = consumer.offsets_for_times(tpl, REQUEST_TIMEOUT)?;
     Ok(parts
         .iter()
-        .map(|p| match found.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        })
+        .map(
+            |p| match found.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
         .collect())
 }
 

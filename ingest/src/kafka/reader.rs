@@ -75,7 +75,10 @@ impl PartitionReader {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // A bounded read learns where each partition ends by reaching it.
-            .set("enable.partition.eof", if bounded { "true" } else { "false" })
+            .set(
+                "enable.partition.eof",
+                if bounded { "true" } else { "false" },
+            )
             // Freshness: a fetch waits at most this long for data before returning.
             .set("fetch.wait.max.ms", "10")
             // Throughput: keep enough fetched messages in hand to feed whole batches.
@@ -209,10 +212,12 @@ impl PartitionReader {
                 "nothing fetched from this offset; fetching from the partition's start {} and skipping ahead",
                 state.low
             );
-            if let Err(e) =
-                self.consumer
-                    .seek(&self.topic, p, Offset::Offset(state.low), Duration::from_secs(5))
-            {
+            if let Err(e) = self.consumer.seek(
+                &self.topic,
+                p,
+                Offset::Offset(state.low),
+                Duration::from_secs(5),
+            ) {
                 tracing::warn!(partition = p, "cannot seek: {e}");
             }
         }
@@ -229,7 +234,11 @@ impl PartitionReader {
         self.unfinished -= 1;
         // Stop fetching what will not be read.
         let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition(&self.topic, partition).set_offset(Offset::Invalid).is_ok() {
+        if tpl
+            .add_partition(&self.topic, partition)
+            .set_offset(Offset::Invalid)
+            .is_ok()
+        {
             let _ = self.consumer.pause(&tpl);
         }
     }

@@ -1,0 +1,215 @@
+//! Shared parts of the end-to-end tests: a real Kafka-protocol broker (tansu) on a free
+//! loopback port, `emoflow serve` as a child process, and a minimal HTTP client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Where the tansu binary is: `$TANSU`, on `PATH`, or in `~/.cargo/bin`.
+pub fn tansu_binary() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("TANSU") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+}
+
+/// True when the broker tests must run (CI sets it); otherwise they skip without tansu.
+pub fn broker_required() -> bool {
+    std::env::var("EMOFLOW_REQUIRE_BROKER").is_ok_and(|v| v == "1")
+}
+
+/// Kills a child process when dropped.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tansu broker with in-memory storage on a free loopback port.
+pub struct Tansu {
+    _child: ChildGuard,
+    /// Its bootstrap address.
+    pub brokers: String,
+}
+
+impl Tansu {
+    /// Starts tansu, or returns `None` (after saying so) when it is not installed and not
+    /// required.
+    pub fn start() -> Option<Tansu> {
+        let Some(bin) = tansu_binary() else {
+            assert!(
+                !broker_required(),
+                "tansu is required (EMOFLOW_REQUIRE_BROKER=1) but not installed; \
+                 cargo install tansu --locked --features dynostore,libsql"
+            );
+            eprintln!("SKIPPED: tansu is not installed (cargo install tansu --locked --features dynostore,libsql)");
+            return None;
+        };
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log =
+            std::fs::File::create(std::env::temp_dir().join(format!("tansu-{port}.log"))).unwrap();
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start tansu");
+        let guard = ChildGuard(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Tansu {
+            _child: guard,
+            brokers: format!("127.0.0.1:{port}"),
+        })
+    }
+}
+
+/// `emoflow serve` as a child process.
+pub struct Serve {
+    _child: ChildGuard,
+    /// `host:port` of its HTTP API.
+    pub addr: String,
+}
+
+impl Serve {
+    /// Starts `emoflow serve` with `args` on a free port; returns once it listens.
+    pub fn start(args: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_emoflow"))
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("EMOFLOW_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start emoflow serve");
+        let stdout = child.stdout.take().unwrap();
+        let guard = ChildGuard(child);
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("emoflow serve ended before listening")
+                .unwrap();
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        // Keep draining stdout so the child never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Serve {
+            _child: guard,
+            addr,
+        }
+    }
+
+    /// `GET path` as JSON, with its status.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http(&self.addr, "GET", path, None, &[])
+    }
+
+    /// `POST path` with a body and a content type.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+        http(
+            &self.addr,
+            "POST",
+            path,
+            Some(body),
+            &[("content-type", content_type)],
+        )
+    }
+
+    /// Polls `GET /stats` until accepted plus rejected events reach `n`.
+    pub fn wait_for_events(&self, n: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, stats) = self.get("/stats");
+            let seen = stats["total"].as_i64().unwrap_or(0)
+                + stats["rejected"]
+                    .as_object()
+                    .map_or(0, |r| r.values().filter_map(Value::as_i64).sum());
+            if seen >= n {
+                assert_eq!(seen, n, "more events than produced: {stats}");
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {seen} of {n} events arrived: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One HTTP/1.1 request; the answer's status and JSON body (`Null` when not JSON).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += "\r\n";
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no HTTP header end");
+    let head = String::from_utf8_lossy(&out[..split]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("no status");
+    let json = serde_json::from_slice(&out[split + 4..]).unwrap_or(Value::Null);
+    (status, json)
+}
