@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -47,15 +48,37 @@ struct PartitionState {
     low: i64,
     /// A message or the partition's end was seen (or the fallback was taken).
     heard: bool,
+    /// A message was delivered (later gaps in offsets are worth a warning).
+    heard_message: bool,
     /// Still skipping messages older than the range's start time.
     skip_before_ms: Option<i64>,
     end: RangeEnd,
     finished: bool,
 }
 
+/// Client callbacks of the reader: reaching a partition's end is expected, not an error.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!("kafka consumer: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// Reads a fixed set of partitions, each from a start offset to its [`RangeEnd`].
+///
+/// A partition's end is found by reaching it: librdkafka reports the end of a partition when
+/// its fetcher gets there, which can be before the application has read the messages fetched
+/// so far, so a partition counts as ended only once the end was reported and the local queue
+/// has run dry.
 pub struct PartitionReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ReaderContext>,
+    /// Partitions whose end the fetcher has reached.
+    ends_reported: Vec<i32>,
     topic: String,
     partitions: BTreeMap<i32, PartitionState>,
     positions: BTreeMap<i32, i64>,
@@ -64,16 +87,20 @@ pub struct PartitionReader {
     assigned_at: Instant,
     /// Poll errors seen (transient: librdkafka retries by itself).
     pub errors: u64,
+    /// Offsets passed over without a message (see the warning where it happens).
+    pub skipped: u64,
 }
 
 impl PartitionReader {
     /// Reads `ranges` of `topic` on `brokers`.
     pub fn new(brokers: &str, topic: &str, ranges: &[PartitionRange]) -> Result<Self, ReaderError> {
         let bounded = ranges.iter().any(|r| r.end != RangeEnd::Open);
-        let consumer: BaseConsumer = client_config(brokers)
+        let consumer: BaseConsumer<ReaderContext> = client_config(brokers)
             .set("group.id", "emoflow")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // A start offset the broker no longer holds: read from the oldest one it does.
+            .set("auto.offset.reset", "earliest")
             // A bounded read learns where each partition ends by reaching it.
             .set(
                 "enable.partition.eof",
@@ -85,7 +112,7 @@ impl PartitionReader {
             .set("queued.min.messages", "200000")
             .set("fetch.max.bytes", "67108864")
             .set("max.partition.fetch.bytes", "16777216")
-            .create()?;
+            .create_with_context(ReaderContext)?;
         let mut tpl = TopicPartitionList::new();
         let mut partitions = BTreeMap::new();
         let mut positions = BTreeMap::new();
@@ -101,6 +128,7 @@ impl PartitionReader {
                     start: r.start,
                     low: r.low,
                     heard: r.low >= r.start,
+                    heard_message: false,
                     skip_before_ms: r.from_ms,
                     end: r.end,
                     finished: empty,
@@ -111,6 +139,7 @@ impl PartitionReader {
         consumer.assign(&tpl)?;
         Ok(PartitionReader {
             consumer,
+            ends_reported: Vec::new(),
             topic: topic.to_owned(),
             unfinished: partitions.values().filter(|p| !p.finished).count(),
             partitions,
@@ -118,6 +147,7 @@ impl PartitionReader {
             bounded,
             assigned_at: Instant::now(),
             errors: 0,
+            skipped: 0,
         })
     }
 
@@ -134,13 +164,21 @@ impl PartitionReader {
         let mut timeout = wait;
         while n < max && !self.is_finished() {
             let message = match self.consumer.poll(timeout) {
-                None => break,
+                None => {
+                    // Nothing left in hand: partitions whose end was reported are read out.
+                    for p in std::mem::take(&mut self.ends_reported) {
+                        tracing::debug!(partition = p, position = ?self.positions.get(&p), "queue dry: partition finished");
+                        self.finish(p);
+                    }
+                    break;
+                }
                 Some(Err(KafkaError::PartitionEOF(p))) => {
+                    tracing::debug!(partition = p, position = ?self.positions.get(&p), "end of partition reported");
                     if let Some(state) = self.partitions.get_mut(&p) {
                         state.heard = true;
                     }
                     if self.bounded {
-                        self.finish(p);
+                        self.ends_reported.push(p);
                     }
                     continue;
                 }
@@ -172,6 +210,16 @@ impl PartitionReader {
                 self.finish(partition);
                 continue;
             }
+            if offset > state.position && state.heard_message {
+                self.skipped += (offset - state.position) as u64;
+                tracing::warn!(
+                    partition,
+                    from = state.position,
+                    to = offset,
+                    "offsets skipped: the broker no longer holds them (retention) or they are not messages (compaction, transaction markers)"
+                );
+            }
+            state.heard_message = true;
             state.position = state.position.max(offset + 1);
             self.positions.insert(partition, state.position);
             if let Some(from) = state.skip_before_ms {
