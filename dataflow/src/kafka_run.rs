@@ -80,9 +80,9 @@ impl Default for KafkaRunOptions {
     }
 }
 
-/// How many epochs a worker may read ahead of the finished views before it stops reading
-/// (Kafka holds the rest: backpressure costs nothing).
-const EPOCHS_IN_FLIGHT: u64 = 8;
+/// Most messages a worker reads into one epoch; then it waits for the epoch to close (Kafka
+/// holds the rest: backpressure costs nothing). Bounds the input in flight.
+const MAX_EPOCH_MESSAGES: usize = 262_144;
 
 /// A running Kafka dataflow.
 pub struct KafkaRun {
@@ -257,6 +257,12 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         reported.report(r.positions(), &mut inputs);
     }
     let mut gathered = 0usize;
+    let mut in_epoch = 0usize;
+    // The epoch closed last: a new one closes only once it is complete, so that under load
+    // epochs grow (fewer, larger batches) instead of queueing up.
+    let mut closed = 0u64;
+    let (mut t_poll, mut t_step, mut idle_steps, mut epoch_count) =
+        (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
     let bounded = !input.is_open();
     loop {
         let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
@@ -267,10 +273,24 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             }
             break;
         }
-        let behind = probe.less_than(&epoch.saturating_sub(EPOCHS_IN_FLIGHT * tick));
+        let now = now_ms();
+        if now >= epoch && !probe.less_than(&closed) {
+            feed.flush_into(&mut inputs);
+            if let Some(r) = &reader {
+                reported.report(r.positions(), &mut inputs);
+            }
+            gathered = 0;
+            in_epoch = 0;
+            closed = epoch;
+            epoch_count += 1;
+            epoch = tick_end(now, tick).max(epoch + 1);
+            inputs.advance_to(epoch);
+        }
         let mut read = 0;
-        if let (Some(r), false) = (reader.as_mut(), behind) {
+        let full = in_epoch >= MAX_EPOCH_MESSAGES;
+        if let (Some(r), false) = (reader.as_mut(), full) {
             let budget = opts.batch_messages.saturating_sub(gathered).max(1);
+            let t0 = Instant::now();
             read = r.poll_batch(budget, Duration::from_millis(1), |m| {
                 match decode_event(m.payload, m.timestamp_ms) {
                     Ok(event) => feed.accept(&event, m.partition, m.offset),
@@ -280,27 +300,26 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                     ),
                 }
             });
+            t_poll += t0.elapsed();
             gathered += read;
+            in_epoch += read;
             if let Some(progress) = &opts.progress {
                 progress.fetch_add(read as u64, Ordering::Relaxed);
             }
         }
-        let now = now_ms();
-        if now >= epoch || gathered >= opts.batch_messages {
+        if gathered >= opts.batch_messages {
             feed.flush_into(&mut inputs);
             if let Some(r) = &reader {
                 reported.report(r.positions(), &mut inputs);
             }
             gathered = 0;
         }
-        if now >= epoch {
-            epoch = tick_end(now, tick).max(epoch + 1);
-            inputs.advance_to(epoch);
-        }
+        let t1 = Instant::now();
         if read == 0 {
+            idle_steps += 1;
             let until_tick = Duration::from_millis(epoch.saturating_sub(now_ms()).min(tick));
-            let nap = if reader.is_some() && !behind {
-                until_tick.min(Duration::from_millis(2))
+            let nap = if reader.is_some() && !full {
+                until_tick.min(Duration::from_millis(1))
             } else {
                 until_tick
             };
@@ -308,6 +327,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         } else {
             worker.step();
         }
+        t_step += t1.elapsed();
     }
+    // Where the worker's time went: reading and decoding, or running the dataflow.
+    tracing::debug!(
+        index,
+        ?t_poll,
+        ?t_step,
+        idle_steps,
+        epochs = epoch_count,
+        "worker done"
+    );
     Ok(())
 }
