@@ -33,8 +33,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.source == "file" && args.input.is_none() {
         bail!("--source file needs --input FILE");
     }
+    if args.source == "kafka" {
+        return crate::bench_kafka::run(&args);
+    }
     if !matches!(args.source.as_str(), "memory" | "file") {
-        bail!("--source must be memory or file (kafka arrives with the live service)");
+        bail!("--source must be memory, file or kafka");
     }
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut rows: Vec<(usize, RunResult)> = Vec::new();

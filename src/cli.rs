@@ -32,6 +32,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Measure throughput and peak memory of the views for several worker counts.
     Bench(BenchArgs),
+    /// Measure freshness: produce at a steady rate and time each event until `/stats` counts it.
+    BenchFreshness(FreshnessArgs),
     /// One benchmark run, in a process of its own (used by `bench`).
     #[command(hide = true)]
     BenchRun(BenchRunArgs),
@@ -260,6 +262,29 @@ pub struct BenchArgs {
     /// The views' parameters.
     #[command(flatten)]
     pub views: ViewArgs,
+}
+
+/// `emoflow bench-freshness`.
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    /// The running service (`emoflow serve`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The brokers it reads.
+    #[arg(long)]
+    pub brokers: String,
+    /// Its topic.
+    #[arg(long, default_value = "emoji-events")]
+    pub topic: String,
+    /// Events per second.
+    #[arg(long, default_value_t = 100_000)]
+    pub rate: u64,
+    /// How long to produce.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// The producer's linger (batching delay), part of the measured time.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
 }
 
 /// `emoflow bench-run`.

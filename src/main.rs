@@ -4,7 +4,9 @@
 //! (sources), `dataflow` (the views) and `query-api` (how users read them).
 
 mod bench;
+mod bench_kafka;
 mod cli;
+mod freshness;
 mod produce;
 mod query;
 mod replay;
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Replay(args) => replay::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::BenchRun(args) => bench::run_one(args),
+        cli::Command::BenchFreshness(args) => freshness::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -128,7 +128,12 @@ pub struct BulkProducer {
 impl BulkProducer {
     /// A producer to `topic`.
     pub fn new(brokers: &str, topic: &str) -> Result<Self, KafkaError> {
-        let producer = acked_config(brokers, Duration::from_millis(20), Duration::from_secs(60))
+        Self::with_linger(brokers, topic, Duration::from_millis(20))
+    }
+
+    /// A producer to `topic` that waits up to `linger` to fill a batch.
+    pub fn with_linger(brokers: &str, topic: &str, linger: Duration) -> Result<Self, KafkaError> {
+        let producer = acked_config(brokers, linger, Duration::from_secs(60))
             .create_with_context(DeliveryTally::default())?;
         Ok(BulkProducer {
             producer,

@@ -1,0 +1,140 @@
+//! `emoflow bench-freshness`: how long an event takes from being produced to being counted in
+//! `GET /stats`, at a steady rate. A producer thread sends generated events at `--rate` and
+//! notes when it sent every 100th; a poller reads `/stats` every few milliseconds and notes
+//! when the total first covered each of them. Needs a running `emoflow serve` on the same
+//! topic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use emoflow_ingest::kafka::BulkProducer;
+
+use crate::cli::FreshnessArgs;
+use crate::produce::Pacer;
+
+/// Every how many events a send time is noted.
+const SAMPLE_EVERY: u64 = 100;
+
+/// `GET /stats` → the accepted total (plain HTTP/1.1, one connection per request).
+fn stats_total(addr: &str) -> anyhow::Result<i64> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
+    write!(
+        s,
+        "GET /stats HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let start = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP body")?;
+    let v: serde_json::Value = serde_json::from_slice(&out[start + 4..])?;
+    v["total"].as_i64().context("no total in /stats")
+}
+
+/// Runs the measurement and prints the distribution.
+pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
+    let addr = args
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let base = stats_total(&addr)?;
+    let producer = BulkProducer::with_linger(
+        &args.brokers,
+        &args.topic,
+        Duration::from_millis(args.linger_ms),
+    )?;
+    let total = args.rate * args.seconds;
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let poller = std::thread::spawn({
+        let (addr, done) = (addr.clone(), done.clone());
+        move || -> anyhow::Result<Vec<(Duration, i64)>> {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                seen.push((started.elapsed(), stats_total(&addr)? - base));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(seen)
+        }
+    });
+    let pacer = Pacer::new(args.rate);
+    let mut generator = Generator::new(GeneratorConfig {
+        seed: 9,
+        start_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+        step_ms: 1000.0 / args.rate as f64,
+        ..GeneratorConfig::default()
+    });
+    let mut sent_at = Vec::with_capacity((total / SAMPLE_EVERY) as usize + 1);
+    let mut line = Vec::with_capacity(256);
+    for n in 0..total {
+        pacer.wait_for(n);
+        line.clear();
+        generator.write_event(&mut line);
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        producer.send(&n.to_le_bytes(), body, None, None)?;
+        if (n + 1).is_multiple_of(SAMPLE_EVERY) {
+            sent_at.push(started.elapsed());
+        }
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let produce_secs = started.elapsed().as_secs_f64();
+    // Let the views catch up before stopping the poller.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats_total(&addr)? - base < total as i64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    done.store(true, Ordering::Relaxed);
+    let seen = poller
+        .join()
+        .map_err(|_| anyhow::anyhow!("the poller panicked"))??;
+    let mut delays: Vec<f64> = Vec::with_capacity(sent_at.len());
+    let mut j = 0;
+    for (k, sent) in sent_at.iter().enumerate() {
+        let needed = ((k as u64 + 1) * SAMPLE_EVERY) as i64;
+        while j < seen.len() && seen[j].1 < needed {
+            j += 1;
+        }
+        let Some((visible, _)) = seen.get(j) else {
+            bail!("event {needed} never showed in /stats");
+        };
+        delays.push(visible.saturating_sub(*sent).as_secs_f64() * 1000.0);
+    }
+    if let Some((worst, ms)) = delays.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)) {
+        tracing::info!(
+            "slowest sample: event {} sent at {:.3}s, {ms:.1} ms",
+            (worst as u64 + 1) * SAMPLE_EVERY,
+            sent_at[worst].as_secs_f64()
+        );
+    }
+    let slow = delays.iter().filter(|d| **d > 250.0).count();
+    tracing::info!("{slow} samples over 250 ms");
+    delays.sort_by(f64::total_cmp);
+    let q = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "freshness: {total} events at {} events/s (achieved {:.0}/s), {} samples, /stats polled every ~2 ms",
+        args.rate,
+        total as f64 / produce_secs,
+        delays.len()
+    );
+    println!("| p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        q(1.0)
+    );
+    Ok(())
+}
