@@ -37,6 +37,39 @@ fn stats_total(addr: &str) -> anyhow::Result<i64> {
     v["total"].as_i64().context("no total in /stats")
 }
 
+/// Events sent before the clock starts.
+const WARM_UP_EVENTS: u64 = 1000;
+
+/// Sends a few events and waits until `/stats` counts them, so that the measurement starts with
+/// the producer connected and the service reading (a client's first send waits for metadata
+/// and connections, which is not what this measures). Returns the total to count from.
+fn warm_up(producer: &BulkProducer, addr: &str) -> anyhow::Result<i64> {
+    let base = stats_total(addr)?;
+    let mut generator = Generator::new(GeneratorConfig {
+        seed: 8,
+        ..GeneratorConfig::default()
+    });
+    let mut line = Vec::with_capacity(256);
+    for n in 0..WARM_UP_EVENTS {
+        line.clear();
+        generator.write_event(&mut line);
+        let body = line.strip_suffix(b"\n").unwrap_or(&line);
+        producer.send(&n.to_le_bytes(), body, None, None)?;
+    }
+    producer.flush(Duration::from_secs(30))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let total = stats_total(addr)?;
+        if total >= base + WARM_UP_EVENTS as i64 {
+            return Ok(total);
+        }
+        if Instant::now() > deadline {
+            bail!("the service did not count {WARM_UP_EVENTS} warm-up events within 30 s: is it reading --topic?");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs the measurement and prints the distribution.
 pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
     let addr = args
@@ -44,12 +77,12 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let base = stats_total(&addr)?;
     let producer = BulkProducer::with_linger(
         &args.brokers,
         &args.topic,
         Duration::from_millis(args.linger_ms),
     )?;
+    let base = warm_up(&producer, &addr)?;
     let total = args.rate * args.seconds;
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -116,8 +149,16 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
             sent_at[worst].as_secs_f64()
         );
     }
-    let slow = delays.iter().filter(|d| **d > 250.0).count();
-    tracing::info!("{slow} samples over 250 ms");
+    let slow: Vec<f64> = (0..delays.len())
+        .filter(|&k| delays[k] > 250.0)
+        .map(|k| sent_at[k].as_secs_f64())
+        .collect();
+    if let (Some(first), Some(last)) = (slow.first(), slow.last()) {
+        tracing::info!(
+            "{} samples over 250 ms, sent between {first:.3}s and {last:.3}s",
+            slow.len()
+        );
+    }
     delays.sort_by(f64::total_cmp);
     let q = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
     println!(
