@@ -3,20 +3,78 @@
 //!
 //! Buckets are `width` ms of event time each, contiguous from the oldest retained one. Only the
 //! bucket that straddles the retention horizon is ever sorted (once, when it first straddles),
-//! so eviction is exact to the millisecond while inserts stay O(1).
+//! so eviction is exact to the millisecond while inserts stay O(1). Unsorted buckets hold their
+//! events in fixed-size chunks: at a high rate a bucket holds millions of events, and growing
+//! one contiguous array would copy all of them at each doubling, stalling the worker.
 
 use std::collections::VecDeque;
 
 use crate::filter::StoredEvent;
 
+/// Events per chunk of an unsorted bucket (about 200 KiB).
+const CHUNK: usize = 4096;
+
 /// One bucket: events in `[index * width, (index + 1) * width)`.
-#[derive(Debug, Default)]
-struct Bucket {
-    events: Vec<StoredEvent>,
-    /// Events before this index were evicted.
-    start: usize,
-    /// Whether `events[start..]` is sorted by time.
-    sorted: bool,
+#[derive(Debug)]
+enum Bucket {
+    /// Events as they came, in chunks of at most [`CHUNK`]: appending never moves what is held.
+    Unsorted(Vec<Vec<StoredEvent>>),
+    /// Sorted by time; events before `start` were evicted.
+    Sorted {
+        events: Vec<StoredEvent>,
+        start: usize,
+    },
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::Unsorted(Vec::new())
+    }
+}
+
+impl Bucket {
+    fn push(&mut self, e: StoredEvent) {
+        match self {
+            Bucket::Unsorted(chunks) => match chunks.last_mut() {
+                Some(last) if last.len() < CHUNK => last.push(e),
+                _ => {
+                    let mut chunk = Vec::with_capacity(CHUNK);
+                    chunk.push(e);
+                    chunks.push(chunk);
+                }
+            },
+            Bucket::Sorted { events, start } => {
+                let pos = *start + events[*start..].partition_point(|x| x.ts <= e.ts);
+                events.insert(pos, e);
+            }
+        }
+    }
+
+    /// Sorts the bucket, once: from then on it can be evicted from the front, by time.
+    fn sort(&mut self) {
+        if let Bucket::Unsorted(chunks) = self {
+            let mut events = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+            for chunk in chunks.drain(..) {
+                events.extend(chunk);
+            }
+            events.sort_unstable_by_key(|e| e.ts);
+            *self = Bucket::Sorted { events, start: 0 };
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &StoredEvent> + '_> {
+        match self {
+            Bucket::Unsorted(chunks) => Box::new(chunks.iter().flatten()),
+            Bucket::Sorted { events, start } => Box::new(events[*start..].iter()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Bucket::Unsorted(chunks) => chunks.iter().map(Vec::len).sum(),
+            Bucket::Sorted { events, start } => events.len() - start,
+        }
+    }
 }
 
 /// Retained events, evictable by time.
@@ -65,14 +123,7 @@ impl EventStore {
         if i >= self.buckets.len() {
             self.buckets.resize_with(i + 1, Bucket::default);
         }
-        let bucket = &mut self.buckets[i];
-        if bucket.sorted {
-            let pos =
-                bucket.start + bucket.events[bucket.start..].partition_point(|x| x.ts <= e.ts);
-            bucket.events.insert(pos, e);
-        } else {
-            bucket.events.push(e);
-        }
+        self.buckets[i].push(e);
         self.len += 1;
     }
 
@@ -82,24 +133,21 @@ impl EventStore {
             let start_ms = self.first.saturating_mul(self.width);
             let end_ms = start_ms.saturating_add(self.width);
             if end_ms <= horizon {
-                for e in &bucket.events[bucket.start..] {
-                    evicted(e);
-                }
-                self.len -= bucket.events.len() - bucket.start;
+                self.len -= bucket.len();
+                bucket.iter().for_each(&mut evicted);
                 self.buckets.pop_front();
                 self.first += 1;
                 continue;
             }
             if start_ms < horizon {
-                if !bucket.sorted {
-                    bucket.events[bucket.start..].sort_unstable_by_key(|e| e.ts);
-                    bucket.sorted = true;
+                bucket.sort();
+                if let Bucket::Sorted { events, start } = bucket {
+                    let live = &events[*start..];
+                    let n = live.partition_point(|e| e.ts < horizon);
+                    live[..n].iter().for_each(&mut evicted);
+                    *start += n;
+                    self.len -= n;
                 }
-                let live = &bucket.events[bucket.start..];
-                let n = live.partition_point(|e| e.ts < horizon);
-                live[..n].iter().for_each(&mut evicted);
-                bucket.start += n;
-                self.len -= n;
             }
             break;
         }
@@ -110,7 +158,7 @@ impl EventStore {
 
     /// Every held event, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &StoredEvent> {
-        self.buckets.iter().flat_map(|b| b.events[b.start..].iter())
+        self.buckets.iter().flat_map(Bucket::iter)
     }
 }
 
@@ -130,6 +178,35 @@ mod tests {
             partition: 0,
             offset: ts,
         }
+    }
+
+    #[test]
+    fn a_bucket_of_many_chunks_evicts_exactly() {
+        let mut store = EventStore::new(1_000_000);
+        // Out of order, spanning several chunks of one bucket.
+        let times: Vec<i64> = (0..3 * CHUNK as i64 + 7)
+            .map(|i| (i * 7919) % 20_011)
+            .collect();
+        for &t in &times {
+            store.insert(ev(t));
+        }
+        assert_eq!(store.iter().count(), times.len());
+        let mut gone = Vec::new();
+        store.evict_before(10_000, |e| gone.push(e.ts));
+        let mut expected: Vec<i64> = times.iter().copied().filter(|&t| t < 10_000).collect();
+        expected.sort();
+        assert_eq!(
+            gone, expected,
+            "evicted in time order, exactly those before the horizon"
+        );
+        assert_eq!(store.len(), times.len() - expected.len());
+        // A late event into the now sorted bucket is kept, and evicted in order too.
+        let held = times.iter().filter(|&&t| (10_000..15_000).contains(&t)).count();
+        store.insert(ev(12_345));
+        let mut gone = Vec::new();
+        store.evict_before(15_000, |e| gone.push(e.ts));
+        assert_eq!(gone.len(), held + 1);
+        assert!(gone.windows(2).all(|w| w[0] <= w[1]));
     }
 
     proptest! {
