@@ -20,12 +20,12 @@ use crate::produce::Pacer;
 /// Every how many events a send time is noted.
 const SAMPLE_EVERY: u64 = 100;
 
-/// `GET /stats` → the accepted total (plain HTTP/1.1, one connection per request).
-fn stats_total(addr: &str) -> anyhow::Result<i64> {
+/// `GET path` → the response body (plain HTTP/1.1, one connection per request).
+fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
     write!(
         s,
-        "GET /stats HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
     )?;
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
@@ -33,8 +33,35 @@ fn stats_total(addr: &str) -> anyhow::Result<i64> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("no HTTP body")?;
-    let v: serde_json::Value = serde_json::from_slice(&out[start + 4..])?;
+    Ok(out.split_off(start + 4))
+}
+
+/// `GET /stats` → the accepted total.
+fn stats_total(addr: &str) -> anyhow::Result<i64> {
+    let v: serde_json::Value = serde_json::from_slice(&get(addr, "/stats")?)?;
     v["total"].as_i64().context("no total in /stats")
+}
+
+/// Requests `GET /top` every `every` until `done`, returning each one's latency in ms.
+fn probe_top(addr: &str, every: Duration, done: &AtomicBool) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        let t0 = Instant::now();
+        let body = get(addr, "/top")?;
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if !body.starts_with(b"{") {
+            bail!("GET /top answered {}", String::from_utf8_lossy(&body));
+        }
+        std::thread::sleep(every);
+    }
+    Ok(latencies)
+}
+
+/// Value at quantile `p` of sorted `v`.
+fn quantile(v: &[f64], p: f64) -> f64 {
+    v.get(((v.len().saturating_sub(1)) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// Events sent before the clock starts.
@@ -97,6 +124,10 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
             Ok(seen)
         }
     });
+    let top_prober = std::thread::spawn({
+        let (addr, done) = (addr.clone(), done.clone());
+        move || probe_top(&addr, Duration::from_millis(10), &done)
+    });
     let pacer = Pacer::new(args.rate);
     let mut generator = Generator::new(GeneratorConfig {
         seed: 9,
@@ -130,6 +161,10 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
     let seen = poller
         .join()
         .map_err(|_| anyhow::anyhow!("the poller panicked"))??;
+    let mut top = top_prober
+        .join()
+        .map_err(|_| anyhow::anyhow!("the /top prober panicked"))??;
+    top.sort_by(f64::total_cmp);
     let mut delays: Vec<f64> = Vec::with_capacity(sent_at.len());
     let mut j = 0;
     for (k, sent) in sent_at.iter().enumerate() {
@@ -160,7 +195,7 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         );
     }
     delays.sort_by(f64::total_cmp);
-    let q = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
+    let q = |p: f64| quantile(&delays, p);
     println!(
         "freshness: {total} events at {} events/s (achieved {:.0}/s), {} samples, /stats polled every ~2 ms",
         args.rate,
@@ -176,6 +211,13 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         q(0.99),
         q(0.999),
         q(1.0)
+    );
+    println!(
+        "GET /top meanwhile ({} requests, one every ~10 ms, new connection each): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        top.len(),
+        quantile(&top, 0.5),
+        quantile(&top, 0.99),
+        quantile(&top, 1.0)
     );
     Ok(())
 }
