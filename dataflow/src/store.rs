@@ -201,7 +201,10 @@ mod tests {
         );
         assert_eq!(store.len(), times.len() - expected.len());
         // A late event into the now sorted bucket is kept, and evicted in order too.
-        let held = times.iter().filter(|&&t| (10_000..15_000).contains(&t)).count();
+        let held = times
+            .iter()
+            .filter(|&&t| (10_000..15_000).contains(&t))
+            .count();
         store.insert(ev(12_345));
         let mut gone = Vec::new();
         store.evict_before(15_000, |e| gone.push(e.ts));
