@@ -61,25 +61,34 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// A bar chart of events/s per worker count, as SVG (readable by any browser).
 fn write_plot(path: &std::path::Path, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
-    let rates: Vec<(usize, f64)> = rows
+    let bars: Vec<(String, f64)> = rows
         .iter()
-        .map(|(w, r)| (*w, r.lines as f64 / r.seconds))
+        .map(|(w, r)| (format!("{w} worker(s)"), r.lines as f64 / r.seconds))
         .collect();
-    let max = rates.iter().map(|r| r.1).fold(1.0, f64::max);
-    let (width, height, bar) = (120 + 100 * rates.len(), 300.0, 60.0);
+    write_bars(path, "emoflow bench: events/s by worker count", &bars)
+}
+
+/// A bar chart of labelled rates, as SVG.
+pub(crate) fn write_bars(
+    path: &std::path::Path,
+    title: &str,
+    bars: &[(String, f64)],
+) -> anyhow::Result<()> {
+    let max = bars.iter().map(|r| r.1).fold(1.0, f64::max);
+    let (width, height, bar) = (120 + 130 * bars.len(), 300.0, 90.0);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="340" font-family="sans-serif" font-size="12">
-<text x="10" y="16">emoflow bench: events/s by worker count</text>
+<text x="10" y="16">{title}</text>
 "#
     );
-    for (i, (w, rate)) in rates.iter().enumerate() {
+    for (i, (label, rate)) in bars.iter().enumerate() {
         let h = rate / max * (height - 60.0);
-        let x = 60.0 + i as f64 * 100.0;
+        let x = 60.0 + i as f64 * 130.0;
         let y = height - h;
         svg += &format!(
             r#"<rect x="{x}" y="{y:.1}" width="{bar}" height="{h:.1}" fill="steelblue"/>
 <text x="{x}" y="{:.1}">{:.0}</text>
-<text x="{x}" y="{:.1}">{w} worker(s)</text>
+<text x="{x}" y="{:.1}">{label}</text>
 "#,
             y - 4.0,
             rate,

@@ -212,5 +212,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writeln!(f, "{kind},{w},{b:.0},{p:.0},{r:.4}")?;
     }
     eprintln!("bench: wrote {}", path.display());
-    Ok(())
+    let bars: Vec<(String, f64)> = rows
+        .iter()
+        .flat_map(|(w, b, p, _)| [(format!("{w}w bare"), *b), (format!("{w}w pipeline"), *p)])
+        .collect();
+    crate::bench::write_bars(
+        &path.with_extension("svg"),
+        &format!("emoflow bench --source kafka ({kind} broker): messages/s"),
+        &bars,
+    )
 }
