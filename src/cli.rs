@@ -130,6 +130,10 @@ pub struct ServeArgs {
     /// How long HTTP ingest waits for the broker's acknowledgement before answering 503.
     #[arg(long, default_value = "5s", value_parser = duration_ms, env = "EMOFLOW_PRODUCE_TIMEOUT")]
     pub produce_timeout: i64,
+    /// How long HTTP ingest lets the producer gather events into one request to the broker:
+    /// longer batches more (more single-event requests per second), at that much latency.
+    #[arg(long, default_value = "2ms", value_parser = duration_ms, env = "EMOFLOW_PRODUCE_LINGER")]
+    pub produce_linger: i64,
     /// When set, write routes need `Authorization: Bearer TOKEN`.
     #[arg(long, env = "EMOFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,

@@ -95,6 +95,7 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     let producer = EventProducer::new(
         &brokers,
         &args.topic,
+        Duration::from_millis(args.produce_linger.max(0) as u64),
         Duration::from_millis(args.produce_timeout.max(1) as u64),
     )
     .context("cannot create the producer")?;

@@ -46,9 +46,15 @@ pub struct EventProducer {
 }
 
 impl EventProducer {
-    /// A producer to `topic`. An event not acknowledged within `timeout` fails.
-    pub fn new(brokers: &str, topic: &str, timeout: Duration) -> Result<Self, KafkaError> {
-        let producer = acked_config(brokers, Duration::from_millis(2), timeout).create()?;
+    /// A producer to `topic` that gathers events for up to `linger` into one request. An
+    /// event not acknowledged within `timeout` fails.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        linger: Duration,
+        timeout: Duration,
+    ) -> Result<Self, KafkaError> {
+        let producer = acked_config(brokers, linger, timeout).create()?;
         Ok(EventProducer {
             producer,
             topic: topic.to_owned(),
