@@ -311,6 +311,18 @@ fn check_ingest(brokers: &str) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["detail"]["index"], 3, "{body}");
     assert_eq!(body["detail"]["reason"], "missing_field", "{body}");
+    // The same for a batch large enough to be validated off the async runtime.
+    let mut large: Vec<String> = good[..300].to_vec();
+    large[250] = "{\"user_id\":\"u\",\"emoji\":\"\\u0007\"}".to_owned();
+    let body_bytes = large.join("\n");
+    assert!(
+        body_bytes.len() > 16 * 1024,
+        "the batch must take the large-body path"
+    );
+    let (status, body) = serve.post("/events", "application/x-ndjson", body_bytes.as_bytes());
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["detail"]["index"], 250, "{body}");
+    assert_eq!(body["detail"]["reason"], "control_character", "{body}");
     assert_eq!(serve.post("/events", "application/xml", b"<e/>").0, 415);
     let big = format!("[{}]", vec![good[0].clone(); 5000].join(","));
     let (status, body) = serve.post("/events", "application/json", big.as_bytes());

@@ -8,7 +8,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use emoflow_ingest::kafka::ProduceError;
+use emoflow_ingest::kafka::{Deliveries, ProduceError};
 use emoflow_ingest::{decode_event, Event, RejectReason, Rejection};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -139,10 +139,13 @@ async fn read_body(app: &AppState, body: Body) -> Result<axum::body::Bytes, ApiE
     })
 }
 
-async fn produce(
-    app: &AppState,
-    records: Vec<Record>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+/// Bodies larger than this are validated and handed to the producer on the blocking pool: a
+/// batch of thousands of events takes a millisecond or more of CPU, which on the runtime's
+/// threads would hold up every query behind it.
+const BLOCKING_BODY_BYTES: usize = 16 * 1024;
+
+/// Hands validated records to the producer.
+fn enqueue(app: &AppState, records: &[Record]) -> Result<Deliveries, ApiError> {
     let Some(producer) = app.producer() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -150,20 +153,57 @@ async fn produce(
             Value::Null,
         ));
     };
-    let n = records.len();
-    producer.send_all(&records).await.map_err(|e| {
-        app.count_produce_failure();
-        let status = match e {
-            ProduceError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
-            ProduceError::Broker(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        ApiError::new(
-            status,
-            "the broker did not acknowledge the events; retry",
-            json!({ "message": e.to_string(), "events": n }),
-        )
-    })?;
+    producer
+        .enqueue_all(records)
+        .map_err(|e| produce_failed(app, &e, records.len()))
+}
+
+fn produce_failed(app: &AppState, e: &ProduceError, events: usize) -> ApiError {
+    app.count_produce_failure();
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the broker did not acknowledge the events; retry",
+        json!({ "message": e.to_string(), "events": events }),
+    )
+}
+
+/// Waits for the broker's acknowledgement of `n` events: 202, or 503.
+async fn acknowledged(
+    app: &AppState,
+    deliveries: Deliveries,
+    n: usize,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    deliveries
+        .acknowledged()
+        .await
+        .map_err(|e| produce_failed(app, &e, n))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+}
+
+/// Validates a whole body and hands it to the producer, off the runtime when it is large.
+async fn validate_and_enqueue(
+    app: &AppState,
+    bytes: axum::body::Bytes,
+    framing: Framing,
+) -> Result<(usize, Deliveries), ApiError> {
+    let large = bytes.len() > BLOCKING_BODY_BYTES;
+    let work = move |app: &AppState| -> Result<(usize, Deliveries), ApiError> {
+        let recs = records(&bytes, framing, false)?;
+        Ok((recs.len(), enqueue(app, &recs)?))
+    };
+    if !large {
+        return work(app);
+    }
+    let app = app.clone();
+    tokio::task::spawn_blocking(move || work(&app))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "validating the body failed; nothing was produced",
+                json!({ "message": e.to_string() }),
+            )
+        })?
 }
 
 /// `POST /emoji`: one `{"user_id", "emoji"}` (or `emoji_type`).
@@ -182,8 +222,9 @@ pub async fn post_emoji(
             json!({ "index": 0, "reason": "not_an_object" }),
         ));
     }
-    let rec = record(0, trimmed, now_ms(), true)?;
-    produce(&app, vec![rec]).await
+    let rec = [record(0, trimmed, now_ms(), true)?];
+    let deliveries = enqueue(&app, &rec)?;
+    acknowledged(&app, deliveries, 1).await
 }
 
 /// `POST /events` (and its aliases): one event, a JSON array, or NDJSON.
@@ -195,8 +236,8 @@ pub async fn post_events(
     app.authorize(&headers)?;
     let framing = framing(&headers)?;
     let bytes = read_body(&app, body).await?;
-    let recs = records(&bytes, framing, false)?;
-    produce(&app, recs).await
+    let (n, deliveries) = validate_and_enqueue(&app, bytes, framing).await?;
+    acknowledged(&app, deliveries, n).await
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
     ThreadedProducer,
@@ -68,6 +69,16 @@ impl EventProducer {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
+        self.enqueue_all(records)?.acknowledged().await
+    }
+
+    /// Hands every `(key, value)` to the producer without waiting (a large batch can do this
+    /// off the async runtime); the result resolves once the broker acknowledged them.
+    pub fn enqueue_all<K, V>(&self, records: &[(K, V)]) -> Result<Deliveries, ProduceError>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
         let mut pending = Vec::with_capacity(records.len());
         for (key, value) in records {
             let record = FutureRecord::to(&self.topic)
@@ -81,7 +92,19 @@ impl EventProducer {
                 Err((e, _)) => return Err(ProduceError::Broker(e.to_string())),
             }
         }
-        for delivery in futures::future::join_all(pending).await {
+        Ok(Deliveries(pending))
+    }
+}
+
+/// Events handed to an [`EventProducer`], not yet acknowledged.
+#[must_use = "events count as produced only once acknowledged"]
+pub struct Deliveries(Vec<DeliveryFuture>);
+
+impl Deliveries {
+    /// Resolves once the broker acknowledged every event; fails if it refused any, or did not
+    /// acknowledge it within the producer's timeout.
+    pub async fn acknowledged(self) -> Result<(), ProduceError> {
+        for delivery in futures::future::join_all(self.0).await {
             match delivery {
                 Ok(Ok(_)) => {}
                 Ok(Err((e, _))) => return Err(ProduceError::Broker(e.to_string())),
