@@ -88,6 +88,10 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             workers: args.workers.max(1),
             views: cfg,
             tick_ms: args.tick.max(1) as u64,
+            // Requests first when the machine is saturated. Under saturating NDJSON ingest it
+            // measured 470-690 batches/s against 440-470 before, with `GET /top` no slower and
+            // the views still caught up: a modest gain within this machine's noise.
+            background: true,
             ..KafkaRunOptions::default()
         },
         move |state| publisher.publish(state),

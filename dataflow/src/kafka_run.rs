@@ -65,6 +65,9 @@ pub struct KafkaRunOptions {
     pub batch_messages: usize,
     /// When given, workers add the messages they read here (for progress bars).
     pub progress: Option<Arc<AtomicU64>>,
+    /// Run the workers and the collector below normal priority, so that the threads answering
+    /// requests go first on a saturated machine (see [`crate::priority`]).
+    pub background: bool,
 }
 
 impl Default for KafkaRunOptions {
@@ -76,6 +79,7 @@ impl Default for KafkaRunOptions {
             tick_ms: 20,
             batch_messages: 16_384,
             progress: None,
+            background: false,
         }
     }
 }
@@ -124,6 +128,7 @@ pub fn start_kafka(
     let workers = opts.workers.max(1);
     let (tx, rx) = mpsc::channel::<CapturedEvent>();
     let stop = Arc::new(AtomicBool::new(false));
+    let background = opts.background;
     let shared = Arc::new(Shared {
         input,
         opts,
@@ -137,6 +142,9 @@ pub fn start_kafka(
     let collector = std::thread::Builder::new()
         .name("emoflow-collector".into())
         .spawn(move || {
+            if background {
+                crate::priority::lower_this_thread();
+            }
             let mut collector = Collector::default();
             for event in rx {
                 if collector.push(event) {
@@ -216,6 +224,9 @@ impl ReportedPositions {
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), RunError> {
     let (index, peers) = (worker.index(), worker.peers());
     let opts = &shared.opts;
+    if opts.background {
+        crate::priority::lower_this_thread();
+    }
     let input = &shared.input;
     let pusher = ToCollector(if index == 0 {
         shared.capture.lock().ok().and_then(|mut g| g.take())

@@ -17,6 +17,7 @@ pub mod feed;
 pub mod filter;
 pub mod intern;
 pub mod kafka_run;
+pub mod priority;
 pub mod retained;
 pub mod run;
 pub mod sessions;
