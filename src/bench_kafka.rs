@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::synthetic_filters;
 use crate::cli::BenchArgs;
+use crate::produce::GeneratedMessages;
 
 /// Bytes a generated event takes in the broker, rounded up (about 95 on average).
 const EVENT_BYTES: u64 = 120;
@@ -31,16 +32,12 @@ fn fill(brokers: &str, topic: &str, args: &BenchArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("filling {bar:40} {human_pos}/{human_len} events {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut generator = Generator::new(GeneratorConfig {
+    let mut messages = GeneratedMessages::new(Generator::new(GeneratorConfig {
         users: args.users,
         ..GeneratorConfig::default()
-    });
-    let mut line = Vec::with_capacity(256);
+    }));
     for n in 0..args.events {
-        line.clear();
-        generator.write_event(&mut line);
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        producer.send(&n.to_le_bytes(), body, None, None)?;
+        messages.send(&producer, n)?;
         if n.is_multiple_of(8192) {
             bar.set_position(n);
         }

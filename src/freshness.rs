@@ -15,7 +15,7 @@ use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::BulkProducer;
 
 use crate::cli::FreshnessArgs;
-use crate::produce::Pacer;
+use crate::produce::{GeneratedMessages, Pacer};
 
 /// Every how many events a send time is noted.
 const SAMPLE_EVERY: u64 = 100;
@@ -72,16 +72,12 @@ const WARM_UP_EVENTS: u64 = 1000;
 /// and connections, which is not what this measures). Returns the total to count from.
 fn warm_up(producer: &BulkProducer, addr: &str) -> anyhow::Result<i64> {
     let base = stats_total(addr)?;
-    let mut generator = Generator::new(GeneratorConfig {
+    let mut messages = GeneratedMessages::new(Generator::new(GeneratorConfig {
         seed: 8,
         ..GeneratorConfig::default()
-    });
-    let mut line = Vec::with_capacity(256);
+    }));
     for n in 0..WARM_UP_EVENTS {
-        line.clear();
-        generator.write_event(&mut line);
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        producer.send(&n.to_le_bytes(), body, None, None)?;
+        messages.send(producer, n)?;
     }
     producer.flush(Duration::from_secs(30))?;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -129,22 +125,18 @@ pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         move || probe_top(&addr, Duration::from_millis(10), &done)
     });
     let pacer = Pacer::new(args.rate);
-    let mut generator = Generator::new(GeneratorConfig {
+    let mut messages = GeneratedMessages::new(Generator::new(GeneratorConfig {
         seed: 9,
         start_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as i64,
         step_ms: 1000.0 / args.rate as f64,
         ..GeneratorConfig::default()
-    });
+    }));
     let mut sent_at = Vec::with_capacity((total / SAMPLE_EVERY) as usize + 1);
-    let mut line = Vec::with_capacity(256);
     for n in 0..total {
         pacer.wait_for(n);
-        line.clear();
-        generator.write_event(&mut line);
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        producer.send(&n.to_le_bytes(), body, None, None)?;
+        messages.send(&producer, n)?;
         if (n + 1).is_multiple_of(SAMPLE_EVERY) {
             sent_at.push(started.elapsed());
         }

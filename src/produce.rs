@@ -43,6 +43,31 @@ impl Pacer {
     }
 }
 
+/// Generated events as Kafka messages: event `n` keyed by `n` (which spreads them evenly over
+/// the partitions), without the NDJSON newline.
+pub struct GeneratedMessages {
+    generator: Generator,
+    line: Vec<u8>,
+}
+
+impl GeneratedMessages {
+    /// Messages from `generator`.
+    pub fn new(generator: Generator) -> Self {
+        GeneratedMessages {
+            generator,
+            line: Vec::with_capacity(256),
+        }
+    }
+
+    /// Generates the next event and queues it on `producer` as message `n`.
+    pub fn send(&mut self, producer: &BulkProducer, n: u64) -> anyhow::Result<()> {
+        self.line.clear();
+        self.generator.write_event(&mut self.line);
+        let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        Ok(producer.send(&n.to_le_bytes(), body, None, None)?)
+    }
+}
+
 fn bar(len: u64) -> ProgressBar {
     ProgressBar::new(len).with_style(
         ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} events {per_sec} eta {eta}")
@@ -152,14 +177,10 @@ fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
         None => {
             let events = args.events.unwrap_or(100_000);
             let bar = bar(events);
-            let mut generator = generator(args);
-            let mut line = Vec::with_capacity(256);
+            let mut messages = GeneratedMessages::new(generator(args));
             for n in 0..events {
                 pacer.wait_for(n);
-                line.clear();
-                generator.write_event(&mut line);
-                let body = line.strip_suffix(b"\n").unwrap_or(&line);
-                producer.send(&n.to_le_bytes(), body, None, None)?;
+                messages.send(&producer, n)?;
                 if n.is_multiple_of(4096) {
                     bar.set_position(n);
                 }

@@ -15,7 +15,7 @@ use emoflow_ingest::kafka::{
 use emoflow_query_api::{AppState, HealthProbe, Publisher, DEFAULT_BODY_LIMIT};
 
 use crate::cli::{DemoArgs, ServeArgs};
-use crate::produce::Pacer;
+use crate::produce::{GeneratedMessages, Pacer};
 
 /// Set when the service is shutting down, so that the demo load stops before the broker.
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
@@ -204,24 +204,20 @@ fn demo_load(brokers: &str, topic: &str, rate: u64, users: u32, seed: u64) -> an
     let start_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let mut generator = Generator::new(GeneratorConfig {
+    let mut messages = GeneratedMessages::new(Generator::new(GeneratorConfig {
         seed,
         users,
         start_ms,
         step_ms: 1000.0 / rate as f64,
         ..GeneratorConfig::default()
-    });
+    }));
     let pacer = Pacer::new(rate);
-    let mut line = Vec::with_capacity(256);
     for sent in 0u64.. {
         if SHUTTING_DOWN.load(Ordering::Relaxed) {
             break;
         }
         pacer.wait_for(sent);
-        line.clear();
-        generator.write_event(&mut line);
-        let body = line.strip_suffix(b"\n").unwrap_or(&line);
-        producer.send(&sent.to_le_bytes(), body, None, None)?;
+        messages.send(&producer, sent)?;
     }
     producer.flush(Duration::from_secs(1))?;
     Ok(())
