@@ -221,6 +221,20 @@ impl ReportedPositions {
     }
 }
 
+/// Sends what the worker gathered into the dataflow at the current time, with the positions
+/// it covers.
+fn flush(
+    feed: &mut Feed,
+    reader: Option<&PartitionReader>,
+    reported: &mut ReportedPositions,
+    inputs: &mut ViewInputs,
+) {
+    feed.flush_into(inputs);
+    if let Some(r) = reader {
+        reported.report(r.positions(), inputs);
+    }
+}
+
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), RunError> {
     let (index, peers) = (worker.index(), worker.peers());
     let opts = &shared.opts;
@@ -278,18 +292,12 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     loop {
         let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
         if finished || shared.stop.load(Ordering::Relaxed) {
-            feed.flush_into(&mut inputs);
-            if let Some(r) = &reader {
-                reported.report(r.positions(), &mut inputs);
-            }
+            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
             break;
         }
         let now = now_ms();
         if now >= epoch && !probe.less_than(&closed) {
-            feed.flush_into(&mut inputs);
-            if let Some(r) = &reader {
-                reported.report(r.positions(), &mut inputs);
-            }
+            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
             gathered = 0;
             in_epoch = 0;
             closed = epoch;
@@ -319,10 +327,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             }
         }
         if gathered >= opts.batch_messages {
-            feed.flush_into(&mut inputs);
-            if let Some(r) = &reader {
-                reported.report(r.positions(), &mut inputs);
-            }
+            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
             gathered = 0;
         }
         let t1 = Instant::now();

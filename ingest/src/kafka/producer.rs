@@ -62,18 +62,9 @@ impl EventProducer {
         })
     }
 
-    /// Produces every `(key, value)` and resolves once all are acknowledged; fails if any is
-    /// not. Events are keyed (by user) so that one user's events keep their order.
-    pub async fn send_all<K, V>(&self, records: &[(K, V)]) -> Result<(), ProduceError>
-    where
-        K: AsRef<[u8]>,
-        V: AsRef<[u8]>,
-    {
-        self.enqueue_all(records)?.acknowledged().await
-    }
-
     /// Hands every `(key, value)` to the producer without waiting (a large batch can do this
-    /// off the async runtime); the result resolves once the broker acknowledged them.
+    /// off the async runtime); the result resolves once the broker acknowledged them. Events
+    /// are keyed (by user) so that one user's events keep their order.
     pub fn enqueue_all<K, V>(&self, records: &[(K, V)]) -> Result<Deliveries, ProduceError>
     where
         K: AsRef<[u8]>,
