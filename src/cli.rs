@@ -20,7 +20,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute every view over an NDJSON file and print them as one JSON document.
+    /// Compute every view over an NDJSON file, a Parquet file or an archive directory, and print
+    /// them as one JSON document.
     Query(QueryArgs),
     /// Run the pipeline and the HTTP API over a Kafka topic (or the embedded broker).
     Serve(ServeArgs),
@@ -28,8 +29,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// Send events (an NDJSON file or the generator) to a Kafka topic, or write them to a file.
     Produce(ProduceArgs),
-    /// Compute the views over a range of a Kafka topic and print them as one JSON document.
+    /// Compute the views over a range of a Kafka topic and print them as one JSON document;
+    /// with `--archive`, also rebuild or complete the Parquet archive of that range.
     Replay(ReplayArgs),
+    /// Write the archived events of a time range (and of a filter) as one Parquet file.
+    Export(ExportArgs),
     /// Measure throughput and peak memory of the views for several worker counts.
     Bench(BenchArgs),
     /// Measure freshness: produce at a steady rate and time each event until `/stats` counts it.
@@ -77,7 +81,8 @@ impl ViewArgs {
 /// `emoflow query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The NDJSON file to read.
+    /// What to read: an NDJSON file, a Parquet file, or a directory of Parquet files (the
+    /// archive).
     #[arg(long, env = "EMOFLOW_INPUT")]
     pub input: PathBuf,
     /// A JSON array of filters; ids are positions from 0 unless a filter gives an `id`.
@@ -98,6 +103,24 @@ pub struct QueryArgs {
     /// Indent the JSON output.
     #[arg(long)]
     pub pretty: bool,
+}
+
+/// Where emoflow keeps its state on disk.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// emoflow's directory: the archive (by default) and the lock that keeps other emoflow
+    /// processes out.
+    #[arg(long, default_value = "./emoflow-data", env = "EMOFLOW_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The Parquet archive [default: <data-dir>/archive].
+    #[arg(long, env = "EMOFLOW_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+    /// An archive file rolls once it holds this many events (per partition).
+    #[arg(long, default_value_t = 1_000_000, env = "EMOFLOW_ARCHIVE_ROLL_ROWS")]
+    pub archive_roll_rows: usize,
+    /// An archive file rolls once its first event is this many seconds old.
+    #[arg(long, default_value_t = 60, env = "EMOFLOW_ARCHIVE_ROLL_SECS")]
+    pub archive_roll_secs: u64,
 }
 
 /// Where the live service reads and how it serves.
@@ -137,6 +160,12 @@ pub struct ServeArgs {
     /// When set, write routes need `Authorization: Bearer TOKEN`.
     #[arg(long, env = "EMOFLOW_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// The data directory and the archive.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Do not archive events to Parquet.
+    #[arg(long, env = "EMOFLOW_NO_ARCHIVE")]
+    pub no_archive: bool,
 }
 
 /// `emoflow demo`.
@@ -222,6 +251,53 @@ pub struct ReplayArgs {
     /// Indent the JSON output.
     #[arg(long)]
     pub pretty: bool,
+    /// Also archive the range to Parquet, into DIR (without DIR: `--archive-dir`, or
+    /// `<data-dir>/archive`). What is archived already is not written again.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, env = "EMOFLOW_ARCHIVE")]
+    pub archive: Option<Option<PathBuf>>,
+    /// The data directory, used when archiving into it.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// `emoflow export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The archive to read [default: <data-dir>/archive].
+    #[arg(long, env = "EMOFLOW_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+    /// emoflow's data directory (its archive is read when --archive-dir is not given).
+    #[arg(long, default_value = "./emoflow-data", env = "EMOFLOW_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Events with `ts` at or after this: an RFC 3339 time or ms since 1970 [default: the
+    /// beginning].
+    #[arg(long, value_parser = time_ms, env = "EMOFLOW_FROM")]
+    pub from: Option<i64>,
+    /// Events with `ts` before this: an RFC 3339 time or ms since 1970 [default: no end].
+    #[arg(long, value_parser = time_ms, env = "EMOFLOW_TO")]
+    pub to: Option<i64>,
+    /// Only events matching this filter: a JSON file holding one filter object (as in
+    /// `--filters`), or the filter itself as JSON.
+    #[arg(long, env = "EMOFLOW_FILTER")]
+    pub filter: Option<String>,
+    /// The Parquet file to write (written aside and renamed, so it appears whole).
+    #[arg(long, env = "EMOFLOW_OUT")]
+    pub out: PathBuf,
+    /// Also write the views over the exported events as Parquet tables beside it
+    /// (`OUT-STEM.counts.parquet`, `.event_types`, `.top`, `.windows`, `.sessions`).
+    #[arg(long)]
+    pub views: bool,
+    /// The views' parameters (with --views).
+    #[command(flatten)]
+    pub view_args: ViewArgs,
+}
+
+/// An RFC 3339 time or integer milliseconds since 1970.
+fn time_ms(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    emoflow_ingest::parse_rfc3339_ms(s).map_err(|e| e.detail)
 }
 
 /// `emoflow bench`.

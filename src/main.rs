@@ -6,11 +6,13 @@
 mod bench;
 mod bench_kafka;
 mod cli;
+mod export;
 mod freshness;
 mod produce;
 mod query;
 mod replay;
 mod serve;
+mod storage;
 
 use clap::Parser;
 
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Demo(args) => serve::demo(args),
         cli::Command::Produce(args) => produce::run(args),
         cli::Command::Replay(args) => replay::run(args),
+        cli::Command::Export(args) => export::run(args),
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::BenchRun(args) => bench::run_one(args),
         cli::Command::BenchFreshness(args) => freshness::run(args),

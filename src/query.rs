@@ -1,7 +1,7 @@
 //! `emoflow query`: the views over one NDJSON file.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use emoflow_dataflow::{
     parse_filter_list, run_views, DeadLetter, InputData, RunOptions, ViewsDocument,
 };
+use emoflow_ingest::parquet_source::ParquetInput;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -18,9 +19,6 @@ use crate::cli::QueryArgs;
 
 /// Runs the views over the file and prints the document on stdout.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
-    if args.input.extension().is_some_and(|e| e == "parquet") {
-        bail!("Parquet input is not supported yet; convert it to NDJSON (one JSON object a line)");
-    }
     let filters = match &args.filters {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -40,20 +38,22 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         filter_changes: Vec::new(),
         progress: Some(progress.clone()),
     };
-    let size = std::fs::metadata(&args.input)
-        .with_context(|| format!("cannot read {}", args.input.display()))?
-        .len();
-    let bar = ProgressTicker::start(size, progress);
+    let input = open_input(&args.input)?;
+    let bar = match &input {
+        InputData::Parquet(p) => ProgressTicker::start(p.total_rows(), progress, Unit::Rows),
+        _ => {
+            let size = std::fs::metadata(&args.input)
+                .with_context(|| format!("cannot read {}", args.input.display()))?
+                .len();
+            ProgressTicker::start(size, progress, Unit::Bytes)
+        }
+    };
     let (tx, rx) = mpsc::channel();
     let writer = args
         .dead_letters
         .clone()
         .map(|path| std::thread::spawn(move || write_dead_letters(&path, rx)));
-    let out = run_views(
-        InputData::File(args.input.clone()),
-        opts,
-        writer.as_ref().map(|_| tx),
-    );
+    let out = run_views(input, opts, writer.as_ref().map(|_| tx));
     bar.finish();
     let out = out?;
     if let Some(handle) = writer {
@@ -87,6 +87,34 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// True when `path` is a directory or starts like a Parquet file (`PAR1`).
+fn is_parquet(path: &Path) -> anyhow::Result<bool> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_dir() {
+        return Ok(true);
+    }
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(f.read_exact(&mut magic).is_ok() && &magic == b"PAR1")
+}
+
+/// The input at `path`: Parquet (a file, or a directory of them) or NDJSON.
+pub fn open_input(path: &Path) -> anyhow::Result<InputData> {
+    if !is_parquet(path)? {
+        return Ok(InputData::File(path.to_owned()));
+    }
+    let input = ParquetInput::open(path)?;
+    if input.file_count() == 0 && !input.problems().is_empty() {
+        bail!(
+            "no readable Parquet file in {}: {}",
+            path.display(),
+            input.problems().join("; ")
+        );
+    }
+    Ok(InputData::Parquet(Arc::new(input)))
+}
+
 /// Writes dead letters as NDJSON until the sender side closes.
 pub fn write_dead_letters(path: &Path, rx: mpsc::Receiver<DeadLetter>) -> anyhow::Result<()> {
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -105,21 +133,33 @@ pub fn write_dead_letters(path: &Path, rx: mpsc::Receiver<DeadLetter>) -> anyhow
     Ok(())
 }
 
-/// A progress bar over the input's bytes, fed by the workers' counter (shown only on a
-/// terminal).
-struct ProgressTicker {
+/// What a progress bar counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Unit {
+    /// Bytes of input.
+    Bytes,
+    /// Rows (Parquet).
+    Rows,
+}
+
+/// A progress bar over the input, fed by the workers' counter (shown only on a terminal).
+pub struct ProgressTicker {
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ProgressTicker {
-    fn start(total: u64, read: Arc<AtomicU64>) -> Self {
+    /// Starts a bar over `total` units; workers add to `read`.
+    pub fn start(total: u64, read: Arc<AtomicU64>, unit: Unit) -> Self {
         let done = Arc::new(AtomicBool::new(false));
+        let template = match unit {
+            Unit::Bytes => {
+                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}"
+            }
+            Unit::Rows => "{bar:40} {human_pos}/{human_len} rows {per_sec} eta {eta}",
+        };
         let bar = ProgressBar::new(total).with_style(
-            ProgressStyle::with_template(
-                "{bar:40} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let thread = std::thread::spawn({
             let done = done.clone();
@@ -137,7 +177,8 @@ impl ProgressTicker {
         }
     }
 
-    fn finish(mut self) {
+    /// Stops and clears the bar.
+    pub fn finish(mut self) {
         self.done.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

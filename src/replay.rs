@@ -18,6 +18,12 @@ use crate::cli::ReplayArgs;
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let cfg = args.views.config();
     cfg.validate()?;
+    use emoflow_ingest::kafka::OffsetSpec::{Offset, Time};
+    if let (Offset(from), Offset(to)) | (Time(from), Time(to)) = (args.from, args.to) {
+        if from > to {
+            anyhow::bail!("--from is after --to: the range {from}..{to} is backwards");
+        }
+    }
     let filters = match &args.filters {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -27,6 +33,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+    let storage =
+        crate::storage::for_replay(&args.storage, args.archive.as_ref(), args.topic.clone())?;
     let ranges =
         resolve_range(&args.brokers, &args.topic, args.from, args.to).with_context(|| {
             format!(
@@ -82,6 +90,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             views: cfg,
             filters,
             progress: Some(progress),
+            archive: storage.archive.clone(),
             ..KafkaRunOptions::default()
         },
         |_| {},
@@ -113,5 +122,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         accepted_per_sec = format!("{:.0}", doc.total as f64 / secs.max(1e-9)),
         "replay done"
     );
+    if let Some(a) = &out.archive {
+        eprintln!(
+            "archive {}: {} events written in {} files, {} already archived",
+            a.dir, a.rows_written, a.files_written, a.rows_already_archived
+        );
+        if a.rows_abandoned > 0 {
+            anyhow::bail!(
+                "{} events could not be archived: {}",
+                a.rows_abandoned,
+                a.error.as_deref().unwrap_or("the writer failed")
+            );
+        }
+    }
     Ok(())
 }

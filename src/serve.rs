@@ -64,6 +64,13 @@ fn broker(args: &ServeArgs) -> anyhow::Result<Broker> {
 fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()> {
     let cfg = args.views.config();
     cfg.validate()?;
+    // The embedded broker's log starts again at offset 0 each run: its archive files say which
+    // run they hold.
+    let log = match &args.brokers {
+        Some(_) => args.topic.clone(),
+        None => crate::storage::embedded_log(&args.topic),
+    };
+    let storage = crate::storage::for_serve(&args.storage, args.no_archive, log)?;
     let broker = broker(&args)?;
     let brokers = broker.brokers.clone();
     // No checkpoints yet: the views start from the beginning of the topic.
@@ -92,10 +99,15 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             // measured 470-690 batches/s against 440-470 before, with `GET /top` no slower and
             // the views still caught up: a modest gain within this machine's noise.
             background: true,
+            archive: storage.archive.clone(),
             ..KafkaRunOptions::default()
         },
         move |state| publisher.publish(state),
     )?;
+    match &storage.archive {
+        Some(a) => println!("archiving accepted events to {}", a.dir.display()),
+        None => println!("not archiving (--no-archive)"),
+    }
     let producer = EventProducer::new(
         &brokers,
         &args.topic,
@@ -108,7 +120,7 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     } else {
         format!("embedded://{brokers}/{}", args.topic)
     };
-    let probe = HealthProbe::new(source);
+    let probe = HealthProbe::new(source, run.archive_monitor());
     let stop_poller = Arc::new(AtomicBool::new(false));
     probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
     let state = AppState::new(
@@ -146,7 +158,23 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     stop_poller.store(true, Ordering::Relaxed);
     run.stop();
     let out = run.wait()?;
+    if let Some(a) = &out.archive {
+        tracing::info!(
+            rows = a.rows_written,
+            files = a.files_written,
+            already_archived = a.rows_already_archived,
+            "archive written"
+        );
+        if a.rows_abandoned > 0 {
+            tracing::warn!(
+                rows = a.rows_abandoned,
+                error = a.error.as_deref().unwrap_or(""),
+                "events not archived: the archive could not be written; they are archived when emoflow next reads them from Kafka"
+            );
+        }
+    }
     tracing::info!(as_of = out.state.as_of, "stopped");
+    drop(storage);
     served
 }
 

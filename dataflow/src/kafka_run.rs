@@ -18,6 +18,7 @@ use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use timely::dataflow::operators::capture::Capture as _;
 use timely::dataflow::operators::Exchange as _;
 
+use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
@@ -68,6 +69,8 @@ pub struct KafkaRunOptions {
     /// Run the workers and the collector below normal priority, so that the threads answering
     /// requests go first on a saturated machine (see [`crate::priority`]).
     pub background: bool,
+    /// Archive every accepted event to Parquet as it is read (see [`crate::archive`]).
+    pub archive: Option<ArchiveConfig>,
 }
 
 impl Default for KafkaRunOptions {
@@ -80,6 +83,7 @@ impl Default for KafkaRunOptions {
             batch_messages: 16_384,
             progress: None,
             background: false,
+            archive: None,
         }
     }
 }
@@ -93,8 +97,13 @@ pub struct KafkaRun {
     stop: Arc<AtomicBool>,
     guards: timely::communication::WorkerGuards<Result<(), RunError>>,
     collector: std::thread::JoinHandle<Collector>,
+    archive: Option<ArchiveSink>,
     started: Instant,
 }
+
+/// How long a stopping run waits for a failing archive writer before giving up on the events
+/// it holds (they stay in Kafka, and the next start archives them).
+const ARCHIVE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// What a finished run produced.
 #[derive(Debug)]
@@ -103,6 +112,8 @@ pub struct KafkaRunOutput {
     pub state: ViewState,
     /// Wall time from start to the final views.
     pub elapsed: Duration,
+    /// What the archive wrote, when there is one.
+    pub archive: Option<ArchiveReport>,
 }
 
 fn now_ms() -> u64 {
@@ -129,11 +140,16 @@ pub fn start_kafka(
     let (tx, rx) = mpsc::channel::<CapturedEvent>();
     let stop = Arc::new(AtomicBool::new(false));
     let background = opts.background;
+    let archive = match &opts.archive {
+        Some(cfg) => Some(ArchiveSink::open(cfg.clone()).map_err(RunError::Io)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         input,
         opts,
         capture: Mutex::new(Some(tx)),
         stop: stop.clone(),
+        archive: archive.as_ref().map(ArchiveSink::monitor),
     });
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         run_worker(worker, &shared)
@@ -158,6 +174,7 @@ pub fn start_kafka(
         stop,
         guards,
         collector,
+        archive,
         started,
     })
 }
@@ -174,9 +191,17 @@ impl KafkaRun {
         self.stop.clone()
     }
 
-    /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]).
+    /// The archive's progress, when there is one.
+    pub fn archive_monitor(&self) -> Option<ArchiveMonitor> {
+        self.archive.as_ref().map(ArchiveSink::monitor)
+    }
+
+    /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]), and for the
+    /// archive to write what was read.
     pub fn wait(self) -> Result<KafkaRunOutput, RunError> {
-        for result in self.guards.join() {
+        let joined: Vec<_> = self.guards.join();
+        let archive = self.archive.map(|a| a.finish(ARCHIVE_PATIENCE));
+        for result in joined {
             result.map_err(RunError::Dataflow)??;
         }
         let collector = self
@@ -191,6 +216,7 @@ impl KafkaRun {
         Ok(KafkaRunOutput {
             state: collector.into_state(),
             elapsed: self.started.elapsed(),
+            archive,
         })
     }
 }
@@ -200,6 +226,7 @@ struct Shared {
     opts: KafkaRunOptions,
     capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
     stop: Arc<AtomicBool>,
+    archive: Option<ArchiveMonitor>,
 }
 
 /// The positions a worker has told the views about, to send only changes.
@@ -268,6 +295,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                 .map_err(|e| RunError::Io(e.to_string()))?,
         )
     };
+    let mut archive = shared
+        .archive
+        .as_ref()
+        .map(|m| WorkerArchive::new(m, mine.iter().map(|r| r.partition)));
     let tick = opts.tick_ms.max(1);
     let mut epoch = tick_end(now_ms(), tick);
     inputs.advance_to(epoch);
@@ -293,6 +324,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
         if finished || shared.stop.load(Ordering::Relaxed) {
             flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
+            if let Some(a) = archive.as_mut() {
+                a.flush();
+            }
             break;
         }
         let now = now_ms();
@@ -306,19 +340,35 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             inputs.advance_to(epoch);
         }
         let mut read = 0;
-        let full = in_epoch >= MAX_EPOCH_MESSAGES;
+        // Kafka holds what is not read yet: stop reading while the epoch is full, or while the
+        // archive cannot keep up (a full disk), rather than drop anything.
+        let full =
+            in_epoch >= MAX_EPOCH_MESSAGES || archive.as_ref().is_some_and(|a| a.must_wait());
         if let (Some(r), false) = (reader.as_mut(), full) {
             let budget = opts.batch_messages.saturating_sub(gathered).max(1);
             let t0 = Instant::now();
             read = r.poll_batch(budget, Duration::from_millis(1), |m| {
                 match decode_event(m.payload, m.timestamp_ms) {
-                    Ok(event) => feed.accept(&event, m.partition, m.offset),
-                    Err(rejection) => feed.reject_kept(
-                        DeadLetterRecord::new(m.partition, m.offset, &rejection, m.payload),
-                        rejection.reason,
-                    ),
+                    Ok(event) => {
+                        feed.accept(&event, m.partition, m.offset);
+                        if let Some(a) = archive.as_mut() {
+                            a.read(m.partition, m.offset, Some(&event));
+                        }
+                    }
+                    Err(rejection) => {
+                        if let Some(a) = archive.as_mut() {
+                            a.read(m.partition, m.offset, None);
+                        }
+                        feed.reject_kept(
+                            DeadLetterRecord::new(m.partition, m.offset, &rejection, m.payload),
+                            rejection.reason,
+                        )
+                    }
                 }
             });
+            if let Some(a) = archive.as_mut() {
+                a.tick();
+            }
             t_poll += t0.elapsed();
             gathered += read;
             in_epoch += read;

@@ -7,12 +7,17 @@
 //! - [`feed::Feed`] pre-aggregates a worker's events and routes them by user.
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
 //!   dataflow time at a time; [`document::ViewsDocument`] renders it.
-//! - [`run::run_views`] runs it all over NDJSON input on N threads.
+//! - [`run::run_views`] runs it all over NDJSON or Parquet input on N threads;
+//!   [`kafka_run::start_kafka`] over a Kafka topic, archiving it to Parquet ([`archive`]) as it
+//!   reads.
 #![forbid(missing_docs)]
 
+pub mod archive;
 pub mod batch;
 pub mod config;
+pub mod data_dir;
 pub mod document;
+pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod intern;

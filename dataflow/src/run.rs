@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emoflow_ingest::ndjson::{interleaved_ranges, Line, LineCounter, RangesReader};
+use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use emoflow_ingest::{decode_event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
 use timely::dataflow::operators::capture::{Capture as _, Event, EventPusher};
 use timely::dataflow::operators::Exchange as _;
@@ -32,13 +33,16 @@ pub const CHUNK_BYTES: u64 = 4 << 20;
 /// How many dataflow times a worker may run ahead of the finished views.
 pub const MAX_TIMES_IN_FLIGHT: u64 = 4;
 
-/// Where the NDJSON comes from.
+/// Where the events come from.
 #[derive(Debug, Clone)]
 pub enum InputData {
-    /// A file, read by every worker in its own byte range.
+    /// An NDJSON file, read by every worker in its own byte range.
     File(PathBuf),
-    /// Bytes already in memory (benchmarks, tests).
+    /// NDJSON bytes already in memory (benchmarks, tests).
     Memory(Arc<[u8]>),
+    /// Parquet files (one, or an archive directory), their row groups shared out among the
+    /// workers.
+    Parquet(Arc<ParquetInput>),
 }
 
 /// A reader over either kind of input.
@@ -72,6 +76,7 @@ impl InputData {
                 .map(Reader::File)
                 .map_err(|e| RunError::Io(format!("cannot open {}: {e}", p.display()))),
             InputData::Memory(b) => Ok(Reader::Memory(Cursor::new(b.clone()))),
+            InputData::Parquet(_) => Err(RunError::Io("Parquet input is not NDJSON".into())),
         }
     }
 
@@ -81,8 +86,53 @@ impl InputData {
                 .map(|m| m.len())
                 .map_err(|e| RunError::Io(format!("cannot read {}: {e}", p.display()))),
             InputData::Memory(b) => Ok(b.len() as u64),
+            InputData::Parquet(p) => Ok(p.total_rows()),
         }
     }
+
+    /// What each of `workers` workers reads.
+    fn shares(&self, workers: usize) -> Result<Vec<Share>, RunError> {
+        match self {
+            InputData::Parquet(p) => Ok(balance(p.row_groups(), workers)
+                .into_iter()
+                .map(Share::RowGroups)
+                .collect()),
+            _ => Ok(interleaved_ranges(self.len()?, workers, CHUNK_BYTES)
+                .into_iter()
+                .map(Share::Ranges)
+                .collect()),
+        }
+    }
+}
+
+/// One worker's part of the input.
+#[derive(Debug, Clone)]
+enum Share {
+    /// Byte ranges of NDJSON.
+    Ranges(Vec<std::ops::Range<u64>>),
+    /// Row groups of Parquet files, in file order.
+    RowGroups(Vec<RowGroupRef>),
+}
+
+/// Shares row groups out so that every worker gets about as many rows, each worker's in file
+/// order.
+fn balance(groups: Vec<RowGroupRef>, workers: usize) -> Vec<Vec<RowGroupRef>> {
+    let mut shares: Vec<(u64, Vec<RowGroupRef>)> = vec![(0, Vec::new()); workers.max(1)];
+    let mut by_size = groups;
+    by_size.sort_by_key(|g| std::cmp::Reverse(g.rows));
+    for g in by_size {
+        if let Some(least) = shares.iter_mut().min_by_key(|(rows, _)| *rows) {
+            least.0 += g.rows;
+            least.1.push(g);
+        }
+    }
+    shares
+        .into_iter()
+        .map(|(_, mut v)| {
+            v.sort_by_key(|g| (g.file, g.index));
+            v
+        })
+        .collect()
 }
 
 /// A filter change applied by worker 0 just before the given batch.
@@ -122,7 +172,8 @@ pub struct RunOptions {
     pub filters: Vec<(String, FilterSpec)>,
     /// Filter changes during the run.
     pub filter_changes: Vec<ScheduledFilterChange>,
-    /// When given, workers add the bytes of input they have read here (for progress bars).
+    /// When given, workers add the bytes (NDJSON) or rows (Parquet) of input they have read
+    /// here (for progress bars).
     pub progress: Option<Arc<AtomicU64>>,
 }
 
@@ -187,11 +238,11 @@ pub fn run_views(
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let ranges = interleaved_ranges(input.len()?, workers, CHUNK_BYTES);
+    let shares = input.shares(workers)?;
     let (tx, rx) = mpsc::channel::<CapturedEvent>();
     let shared = Arc::new(Shared {
         input,
-        ranges,
+        shares,
         opts,
         capture: Mutex::new(Some(tx)),
         dead_letters: Mutex::new(dead_letters),
@@ -223,7 +274,7 @@ pub fn run_views(
 
 struct Shared {
     input: InputData,
-    ranges: Vec<Vec<std::ops::Range<u64>>>,
+    shares: Vec<Share>,
     opts: RunOptions,
     capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
     dead_letters: Mutex<Option<mpsc::Sender<DeadLetter>>>,
@@ -253,15 +304,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
             inputs.filters.update((id.clone(), spec.clone()), 1);
         }
     }
-    let open = || {
-        shared
-            .input
-            .open()
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    };
-    let mut reader = RangesReader::new(open, shared.ranges[index].clone());
-    let mut line_numbers = LineCounter::default();
     let mut feed = Feed::new(cfg, peers);
+    let mut source = Source::new(shared, index, dead_letters);
     let mut lines = 0u64;
     let mut time = 1u64;
     let last_change = opts
@@ -279,52 +323,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
                     .update((c.id.clone(), c.spec.clone()), c.diff);
             }
         }
-        let mut io_error = None;
-        let mut bytes = 0u64;
-        let read = reader
-            .next_batch(opts.batch_lines, |pos, line| {
-                bytes += match line {
-                    Line::Text(text) => text.len() as u64 + 1,
-                    Line::TooLong { len, .. } => len + 1,
-                };
-                let result = match line {
-                    Line::Text(bytes) => decode_event(bytes, None).map_err(|r| (r, bytes)),
-                    Line::TooLong { len, head } => Err((
-                        Rejection::new(
-                            RejectReason::TooLarge,
-                            format!("line is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"),
-                        ),
-                        head,
-                    )),
-                };
-                match result {
-                    Ok(event) => feed.accept(&event, 0, pos.byte_offset as i64),
-                    Err((rejection, bytes)) => {
-                        feed.reject(rejection.reason);
-                        if let Some(tx) = &dead_letters {
-                            let line = open()
-                                .and_then(|input| line_numbers.line_number(input, pos))
-                                .unwrap_or_else(|e| {
-                                    io_error = Some(format!("cannot count lines: {e}"));
-                                    0
-                                });
-                            let payload = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
-                            let _ = tx.send(DeadLetter {
-                                line,
-                                rejection,
-                                payload: payload.into_owned(),
-                            });
-                        }
-                    }
-                }
-            })
-            .map_err(|e| RunError::Io(e.to_string()))?;
-        if let Some(e) = io_error {
-            return Err(RunError::Io(e));
-        }
+        let (read, amount) = source.next_batch(&mut feed, opts.batch_lines)?;
         lines += read as u64;
         if let Some(progress) = &opts.progress {
-            progress.fetch_add(bytes, Ordering::Relaxed);
+            progress.fetch_add(amount, Ordering::Relaxed);
         }
         feed.flush_into(&mut inputs);
         if read == 0 && time >= last_change {
@@ -338,4 +340,166 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         }
     }
     Ok(lines)
+}
+
+/// Opens the NDJSON input again (each range is read through its own handle).
+type OpenFn = Box<dyn FnMut() -> std::io::Result<Reader> + Send>;
+
+/// One worker's reader of its share of the input.
+struct Source<'a> {
+    shared: &'a Shared,
+    dead_letters: Option<mpsc::Sender<DeadLetter>>,
+    kind: SourceKind,
+}
+
+enum SourceKind {
+    Ndjson {
+        reader: RangesReader<Reader, OpenFn>,
+        line_numbers: LineCounter,
+    },
+    Parquet {
+        input: Arc<ParquetInput>,
+        groups: std::vec::IntoIter<RowGroupRef>,
+    },
+}
+
+impl<'a> Source<'a> {
+    fn new(
+        shared: &'a Shared,
+        index: usize,
+        dead_letters: Option<mpsc::Sender<DeadLetter>>,
+    ) -> Self {
+        let kind = match (&shared.input, &shared.shares[index]) {
+            (InputData::Parquet(input), Share::RowGroups(groups)) => SourceKind::Parquet {
+                input: input.clone(),
+                groups: groups.clone().into_iter(),
+            },
+            (_, share) => {
+                let ranges = match share {
+                    Share::Ranges(r) => r.clone(),
+                    Share::RowGroups(_) => Vec::new(),
+                };
+                let input = shared.input.clone();
+                let open: OpenFn = Box::new(move || {
+                    input
+                        .open()
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                });
+                SourceKind::Ndjson {
+                    reader: RangesReader::new(open, ranges),
+                    line_numbers: LineCounter::default(),
+                }
+            }
+        };
+        Source {
+            shared,
+            dead_letters,
+            kind,
+        }
+    }
+
+    /// Feeds the next batch to `feed`: returns the inputs read and how much of the input that
+    /// was (bytes of NDJSON, rows of Parquet).
+    fn next_batch(
+        &mut self,
+        feed: &mut Feed,
+        batch_lines: usize,
+    ) -> Result<(usize, u64), RunError> {
+        match &mut self.kind {
+            SourceKind::Ndjson {
+                reader,
+                line_numbers,
+            } => ndjson_batch(
+                &self.shared.input,
+                reader,
+                line_numbers,
+                self.dead_letters.as_ref(),
+                feed,
+                batch_lines,
+            ),
+            SourceKind::Parquet { input, groups } => {
+                let Some(group) = groups.next() else {
+                    return Ok((0, 0));
+                };
+                let dead_letters = self.dead_letters.as_ref();
+                let mut read = 0usize;
+                input
+                    .read(group, |row| {
+                        read += 1;
+                        match row.event {
+                            Ok(event) => feed.accept(&event, row.partition, row.offset),
+                            Err(rejection) => {
+                                feed.reject(rejection.reason);
+                                if let Some(tx) = dead_letters {
+                                    let _ = tx.send(DeadLetter {
+                                        line: row.row + 1,
+                                        rejection,
+                                        payload: format!("{} row {}", row.path.display(), row.row),
+                                    });
+                                }
+                            }
+                        }
+                    })
+                    .map_err(RunError::Io)?;
+                Ok((read.max(1), read as u64))
+            }
+        }
+    }
+}
+
+/// Reads and feeds up to `batch_lines` NDJSON lines.
+fn ndjson_batch(
+    input: &InputData,
+    reader: &mut RangesReader<Reader, OpenFn>,
+    line_numbers: &mut LineCounter,
+    dead_letters: Option<&mpsc::Sender<DeadLetter>>,
+    feed: &mut Feed,
+    batch_lines: usize,
+) -> Result<(usize, u64), RunError> {
+    let mut io_error = None;
+    let mut bytes = 0u64;
+    let read = reader
+        .next_batch(batch_lines, |pos, line| {
+            bytes += match line {
+                Line::Text(text) => text.len() as u64 + 1,
+                Line::TooLong { len, .. } => len + 1,
+            };
+            let result = match line {
+                Line::Text(bytes) => decode_event(bytes, None).map_err(|r| (r, bytes)),
+                Line::TooLong { len, head } => Err((
+                    Rejection::new(
+                        RejectReason::TooLarge,
+                        format!("line is {len} bytes, the limit is {MAX_MESSAGE_BYTES}"),
+                    ),
+                    head,
+                )),
+            };
+            match result {
+                Ok(event) => feed.accept(&event, 0, pos.byte_offset as i64),
+                Err((rejection, bytes)) => {
+                    feed.reject(rejection.reason);
+                    if let Some(tx) = dead_letters {
+                        let line = input
+                            .open()
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                            .and_then(|input| line_numbers.line_number(input, pos))
+                            .unwrap_or_else(|e| {
+                                io_error = Some(format!("cannot count lines: {e}"));
+                                0
+                            });
+                        let payload = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]);
+                        let _ = tx.send(DeadLetter {
+                            line,
+                            rejection,
+                            payload: payload.into_owned(),
+                        });
+                    }
+                }
+            }
+        })
+        .map_err(|e| RunError::Io(e.to_string()))?;
+    if let Some(e) = io_error {
+        return Err(RunError::Io(e));
+    }
+    Ok((read, bytes))
 }

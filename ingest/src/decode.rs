@@ -193,11 +193,55 @@ impl<'a> Fields<'a> {
     }
 
     fn validate(self, fallback_ts: Option<i64>) -> Result<Event<'a>, Rejection> {
+        let amount = match present(self.amount) {
+            None => None,
+            Some(Value::Int(i)) => Some(i as f64),
+            Some(Value::Float(f)) => Some(f),
+            Some(v) => return Err(wrong_type("amount", "a finite number", &v)),
+        };
+        let ts = match present(self.ts) {
+            Some(v) => Some(timestamp(v)?),
+            None => fallback_ts,
+        };
+        EventParts {
+            user_id: string_field(self.user_id, Slot::UserId)?,
+            emoji: string_field(self.emoji, Slot::Emoji)?,
+            event_type: string_field(self.event_type, Slot::EventType)?,
+            tier: string_field(self.tier, Slot::Tier)?,
+            amount,
+            ts,
+        }
+        .validate()
+    }
+}
+
+/// An event's fields once their types are known (from JSON, or from the typed columns of a
+/// Parquet file), before the rules of SPEC section 2 are checked. `None` means absent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventParts<'a> {
+    /// `user_id`.
+    pub user_id: Option<Cow<'a, str>>,
+    /// `emoji`.
+    pub emoji: Option<Cow<'a, str>>,
+    /// `event_type`.
+    pub event_type: Option<Cow<'a, str>>,
+    /// `tier`.
+    pub tier: Option<Cow<'a, str>>,
+    /// `amount`.
+    pub amount: Option<f64>,
+    /// Event time in ms (already the fallback when the source had none).
+    pub ts: Option<i64>,
+}
+
+impl<'a> EventParts<'a> {
+    /// Checks every rule of SPEC section 2 that does not depend on the encoding: required
+    /// fields, byte limits, empty strings, control characters, a finite amount, the time range.
+    pub fn validate(self) -> Result<Event<'a>, Rejection> {
         let user_id = required(
-            string_field(self.user_id, Slot::UserId, MAX_USER_ID_BYTES)?,
+            label(self.user_id, Slot::UserId, MAX_USER_ID_BYTES)?,
             "user_id",
         )?;
-        let emoji = string_field(self.emoji, Slot::Emoji, MAX_LABEL_BYTES)?;
+        let emoji = label(self.emoji, Slot::Emoji, MAX_LABEL_BYTES)?;
         if let Some(e) = &emoji {
             if e.chars().any(char::is_control) {
                 return Err(Rejection::new(
@@ -206,7 +250,7 @@ impl<'a> Fields<'a> {
                 ));
             }
         }
-        let event_type = match string_field(self.event_type, Slot::EventType, MAX_LABEL_BYTES)? {
+        let event_type = match label(self.event_type, Slot::EventType, MAX_LABEL_BYTES)? {
             Some(t) => t,
             None if emoji.is_some() => Cow::Borrowed(DEFAULT_EVENT_TYPE),
             None => {
@@ -216,28 +260,28 @@ impl<'a> Fields<'a> {
                 ))
             }
         };
-        let tier = string_field(self.tier, Slot::Tier, MAX_LABEL_BYTES)?;
-        let amount = match present(self.amount) {
-            None => None,
-            Some(Value::Int(i)) => Some(i as f64),
-            Some(Value::Float(f)) if f.is_finite() => Some(f),
-            Some(v) => return Err(wrong_type("amount", "a finite number", &v)),
-        };
-        let ts = match present(self.ts) {
-            Some(v) => timestamp(v)?,
-            None => fallback_ts.ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::MissingField,
-                    "ts (or timestamp) is required: this source gives no message time",
-                )
-            })?,
-        };
+        let tier = label(self.tier, Slot::Tier, MAX_LABEL_BYTES)?;
+        if let Some(a) = self.amount {
+            if !a.is_finite() {
+                return Err(Rejection::new(
+                    RejectReason::WrongType,
+                    "amount must be a finite number",
+                ));
+            }
+        }
+        let ts = self.ts.ok_or_else(|| {
+            Rejection::new(
+                RejectReason::MissingField,
+                "ts (or timestamp) is required: this source gives no message time",
+            )
+        })?;
+        check_ts_range(ts)?;
         Ok(Event {
             user_id,
             emoji,
             event_type,
             tier,
-            amount,
+            amount: self.amount,
             ts,
         })
     }
@@ -259,24 +303,30 @@ fn wrong_type(field: &str, expected: &str, got: &Value<'_>) -> Rejection {
     )
 }
 
-fn string_field<'a>(
-    v: Option<Value<'a>>,
+fn string_field(v: Option<Value<'_>>, slot: Slot) -> Result<Option<Cow<'_, str>>, Rejection> {
+    match present(v) {
+        None => Ok(None),
+        Some(Value::Str(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(slot.name(), "a string", &other)),
+    }
+}
+
+fn label<'a>(
+    s: Option<Cow<'a, str>>,
     slot: Slot,
     max_bytes: usize,
 ) -> Result<Option<Cow<'a, str>>, Rejection> {
     let name = slot.name();
-    match present(v) {
-        None => Ok(None),
-        Some(Value::Str(s)) if s.is_empty() => Err(Rejection::new(
+    match s {
+        Some(s) if s.is_empty() => Err(Rejection::new(
             RejectReason::EmptyField,
             format!("{name} must not be empty"),
         )),
-        Some(Value::Str(s)) if s.len() > max_bytes => Err(Rejection::new(
+        Some(s) if s.len() > max_bytes => Err(Rejection::new(
             RejectReason::FieldTooLong,
             format!("{name} is {} bytes, the limit is {max_bytes}", s.len()),
         )),
-        Some(Value::Str(s)) => Ok(Some(s)),
-        Some(other) => Err(wrong_type(name, "a string", &other)),
+        s => Ok(s),
     }
 }
 
@@ -293,13 +343,18 @@ fn timestamp(v: Value<'_>) -> Result<i64, Rejection> {
             ))
         }
     };
+    check_ts_range(ms)?;
+    Ok(ms)
+}
+
+fn check_ts_range(ms: i64) -> Result<(), Rejection> {
     if !(0..=MAX_TS_MS).contains(&ms) {
         return Err(Rejection::new(
             RejectReason::InvalidTimestamp,
             format!("ts {ms} is outside 1970-01-01..=9999-12-31"),
         ));
     }
-    Ok(ms)
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 time such as `2026-11-22T08:00:00.250Z`.

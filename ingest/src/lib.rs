@@ -5,14 +5,16 @@
 //! input, so decoding allocates nothing on the common path) or [`Rejection`]s.
 #![forbid(missing_docs)]
 
+pub mod archive_format;
 mod decode;
 mod event;
 pub mod generator;
 pub mod kafka;
 pub mod ndjson;
+pub mod parquet_source;
 mod reject;
 
-pub use decode::{decode_event, parse_rfc3339_ms};
+pub use decode::{decode_event, parse_rfc3339_ms, EventParts};
 pub use event::{
     Event, DEFAULT_EVENT_TYPE, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_TS_MS, MAX_USER_ID_BYTES,
 };

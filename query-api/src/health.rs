@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::Json;
+use emoflow_dataflow::archive::ArchiveMonitor;
 use emoflow_ingest::kafka::Watermarks;
 use serde_json::{json, Value};
 
@@ -29,14 +30,17 @@ struct Reading {
 pub struct HealthProbe {
     source: String,
     reading: Mutex<Option<Reading>>,
+    archive: Option<ArchiveMonitor>,
 }
 
 impl HealthProbe {
-    /// A probe describing the source as `source` (shown as is).
-    pub fn new(source: impl Into<String>) -> Arc<Self> {
+    /// A probe describing the source as `source` (shown as is), and the archive when there
+    /// is one.
+    pub fn new(source: impl Into<String>, archive: Option<ArchiveMonitor>) -> Arc<Self> {
         Arc::new(HealthProbe {
             source: source.into(),
             reading: Mutex::new(None),
+            archive,
         })
     }
 
@@ -124,6 +128,14 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     if now_ms().saturating_sub(as_of) > STALE_AFTER.as_millis() as u64 {
         problems.push("the views have not advanced for a while".to_owned());
     }
+    let archive = probe.archive.as_ref().map(ArchiveMonitor::report);
+    if let Some(a) = &archive {
+        if let Some(e) = &a.error {
+            problems.push(format!(
+                "the archive cannot be written ({e}); reading is paused until it can"
+            ));
+        }
+    }
     let status = if problems.is_empty() {
         "ok"
     } else {
@@ -136,6 +148,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "as_of": as_of,
         "positions": positions,
         "high_watermarks": high,
+        "archive": archive,
         "problems": problems,
     }))
 }

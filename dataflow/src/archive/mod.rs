@@ -1,0 +1,435 @@
+//! The Parquet archive sink (SPEC section 6): every accepted event on disk exactly once, in
+//! Hive-style hour directories, written while the views run.
+//!
+//! The worker that reads a partition also archives it: each accepted event goes into that
+//! partition's [`PartitionArchiver`] (rejected ones only advance its offset range). A range of
+//! offsets rolls by rows, by age, or where a range already on disk begins or ends, and becomes
+//! one file per hour of event time, written by a single writer thread so that encoding and
+//! fsync never hold up the dataflow. Exactly-once comes from the file names (see
+//! [`coverage`]): at start the archive is read back, half-written files are removed, and an
+//! event whose hour already has a file covering its offset is not written again, so a crash,
+//! a restart or a replay of an archived range adds nothing and loses nothing.
+//!
+//! While the writer fails (a full disk, a directory made read-only) it retries every second,
+//! the sink reports the error, and [`ArchiveMonitor::must_wait`] tells the readers to stop
+//! consuming: events wait in Kafka rather than being dropped.
+
+pub mod coverage;
+mod files;
+mod rows;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use emoflow_ingest::archive_format::{archive_schema, hour_of, SegmentName};
+use emoflow_ingest::Event;
+use serde::Serialize;
+
+pub use coverage::{Coverage, PartitionCoverage};
+pub use files::ROW_GROUP_ROWS;
+pub use files::{
+    parquet_properties, segment_path, sync_dir, write_batch, write_parquet_atomically,
+};
+pub use rows::ArchiveRows;
+
+use rows::HourRows;
+
+/// Segments handed to the writer and not yet on disk, beyond which readers pause.
+const MAX_PENDING_SEGMENTS: usize = 8;
+
+/// How long the writer waits before retrying a failed write.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where and how to archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// The archive directory (created if missing).
+    pub dir: PathBuf,
+    /// The Kafka log being archived: the topic, or `topic~run` for one run of the embedded
+    /// broker. It names the files, so that logs never mix up their offsets.
+    pub log: String,
+    /// A range rolls into files once it holds this many events.
+    pub roll_rows: usize,
+    /// A range rolls into files once it is this old.
+    pub roll_age: Duration,
+}
+
+impl ArchiveConfig {
+    /// The defaults for `log` in `dir`: files of up to a million events, or a minute's worth.
+    pub fn new(dir: PathBuf, log: String) -> Self {
+        ArchiveConfig {
+            dir,
+            log,
+            roll_rows: 1_000_000,
+            roll_age: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the archive has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveReport {
+    /// The archive directory.
+    pub dir: String,
+    /// Files found at start.
+    pub files_at_start: usize,
+    /// Half-written files removed at start.
+    pub leftovers_removed: usize,
+    /// Events written since start.
+    pub rows_written: u64,
+    /// Files written since start.
+    pub files_written: u64,
+    /// Events read that were archived already (a replay or restart over an archived range).
+    pub rows_already_archived: u64,
+    /// Events handed to the writer and not yet on disk.
+    pub rows_pending: u64,
+    /// Events given up on at shutdown because the writer kept failing (Kafka still has them;
+    /// the next start archives them).
+    pub rows_abandoned: u64,
+    /// The writer's last error, while it keeps failing.
+    pub error: Option<String>,
+}
+
+/// One range of one partition, ready to write: a batch per hour of event time.
+struct Segment {
+    name: SegmentName,
+    hours: Vec<(i64, RecordBatch)>,
+    rows: u64,
+}
+
+struct Inner {
+    cfg: ArchiveConfig,
+    coverage: Coverage,
+    tx: Mutex<Option<mpsc::Sender<Segment>>>,
+    pending_segments: AtomicUsize,
+    rows_pending: AtomicU64,
+    rows_written: AtomicU64,
+    files_written: AtomicU64,
+    rows_already: AtomicU64,
+    rows_abandoned: AtomicU64,
+    error: Mutex<Option<String>>,
+    abandon: AtomicBool,
+}
+
+impl Inner {
+    fn set_error(&self, e: Option<String>) {
+        if let Ok(mut g) = self.error.lock() {
+            *g = e;
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        self.error.lock().ok().and_then(|g| g.clone())
+    }
+
+    fn send(&self, seg: Segment) {
+        let rows = seg.rows;
+        self.pending_segments.fetch_add(1, Ordering::SeqCst);
+        self.rows_pending.fetch_add(rows, Ordering::SeqCst);
+        let sent = self
+            .tx
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|tx| tx.send(seg).is_ok()));
+        if sent != Some(true) {
+            // Only after finish(): nothing is read any more.
+            self.pending_segments.fetch_sub(1, Ordering::SeqCst);
+            self.rows_pending.fetch_sub(rows, Ordering::SeqCst);
+            self.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+        }
+    }
+
+    /// Writes one segment, retrying until it succeeds or the sink gives up.
+    fn write(&self, seg: Segment) {
+        let props = parquet_properties();
+        let schema = archive_schema();
+        let mut done = vec![false; seg.hours.len()];
+        loop {
+            let mut failure = None;
+            for (i, (hour, batch)) in seg.hours.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                let path = segment_path(&self.cfg.dir, *hour, &seg.name);
+                if path.exists() {
+                    tracing::warn!(file = %path.display(), "already archived; not written again");
+                    done[i] = true;
+                    continue;
+                }
+                match write_parquet_atomically(&path, schema.clone(), props.clone(), |w| {
+                    write_batch(w, batch)
+                }) {
+                    Ok(_) => {
+                        done[i] = true;
+                        self.files_written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    self.rows_written.fetch_add(seg.rows, Ordering::Relaxed);
+                    self.set_error(None);
+                    break;
+                }
+                Some(e) => {
+                    if self.error().is_none() {
+                        tracing::error!("archive: {e}; reading paused, retrying every second");
+                    }
+                    self.set_error(Some(e));
+                    if self.abandon.load(Ordering::SeqCst) {
+                        self.rows_abandoned.fetch_add(seg.rows, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(RETRY_AFTER);
+                }
+            }
+        }
+        self.rows_pending.fetch_sub(seg.rows, Ordering::SeqCst);
+        self.pending_segments.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A running archive: the writer thread and what it knows of the archive.
+pub struct ArchiveSink {
+    inner: Arc<Inner>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A handle on a running archive, for health reports and for readers deciding whether to
+/// pause.
+#[derive(Clone)]
+pub struct ArchiveMonitor(Arc<Inner>);
+
+impl ArchiveMonitor {
+    /// What the archive has done so far.
+    pub fn report(&self) -> ArchiveReport {
+        let i = &self.0;
+        ArchiveReport {
+            dir: i.cfg.dir.display().to_string(),
+            files_at_start: i.coverage.files,
+            leftovers_removed: i.coverage.removed_tmp,
+            rows_written: i.rows_written.load(Ordering::Relaxed),
+            files_written: i.files_written.load(Ordering::Relaxed),
+            rows_already_archived: i.rows_already.load(Ordering::Relaxed),
+            rows_pending: i.rows_pending.load(Ordering::Relaxed),
+            rows_abandoned: i.rows_abandoned.load(Ordering::Relaxed),
+            error: i.error(),
+        }
+    }
+
+    /// The archiver of one partition, for the worker that reads it.
+    pub fn partition(&self, partition: i32) -> PartitionArchiver {
+        PartitionArchiver {
+            coverage: self.0.coverage.of(&self.0.cfg.log, partition),
+            inner: self.0.clone(),
+            partition,
+            rows: HourRows::default(),
+            first: None,
+            last: 0,
+            boundary: None,
+            opened: Instant::now(),
+        }
+    }
+
+    /// True while readers should not read more: the writer is failing, or behind.
+    pub fn must_wait(&self) -> bool {
+        self.0.pending_segments.load(Ordering::SeqCst) >= MAX_PENDING_SEGMENTS
+            || self.0.error.lock().is_ok_and(|g| g.is_some())
+    }
+}
+
+impl ArchiveSink {
+    /// Reads what the archive in `cfg.dir` holds (removing half-written files) and starts the
+    /// writer.
+    pub fn open(cfg: ArchiveConfig) -> Result<ArchiveSink, String> {
+        let coverage = Coverage::scan(&cfg.dir)
+            .map_err(|e| format!("cannot read the archive {}: {e}", cfg.dir.display()))?;
+        if coverage.removed_tmp > 0 {
+            tracing::info!(
+                removed = coverage.removed_tmp,
+                "archive: removed the leftovers of interrupted writes"
+            );
+        }
+        let (tx, rx) = mpsc::channel::<Segment>();
+        let inner = Arc::new(Inner {
+            cfg,
+            coverage,
+            tx: Mutex::new(Some(tx)),
+            pending_segments: AtomicUsize::new(0),
+            rows_pending: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            files_written: AtomicU64::new(0),
+            rows_already: AtomicU64::new(0),
+            rows_abandoned: AtomicU64::new(0),
+            error: Mutex::new(None),
+            abandon: AtomicBool::new(false),
+        });
+        let writer = std::thread::Builder::new()
+            .name("emoflow-archive".into())
+            .spawn({
+                let inner = inner.clone();
+                move || {
+                    for seg in rx {
+                        inner.write(seg);
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the archive writer: {e}"))?;
+        Ok(ArchiveSink {
+            inner,
+            writer: Some(writer),
+        })
+    }
+
+    /// A handle for reports.
+    pub fn monitor(&self) -> ArchiveMonitor {
+        ArchiveMonitor(self.inner.clone())
+    }
+
+    /// Waits for the writer to write everything handed to it (giving up after `patience`
+    /// while it keeps failing) and reports. Archivers must have been flushed.
+    pub fn finish(mut self, patience: Duration) -> ArchiveReport {
+        if let Ok(mut tx) = self.inner.tx.lock() {
+            tx.take();
+        }
+        let deadline = Instant::now() + patience;
+        while self.inner.pending_segments.load(Ordering::SeqCst) > 0 {
+            if self.inner.error().is_some() && Instant::now() >= deadline {
+                self.inner.abandon.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        self.monitor().report()
+    }
+}
+
+/// Gathers one partition's accepted events into offset ranges and hands each full range to
+/// the writer.
+pub struct PartitionArchiver {
+    inner: Arc<Inner>,
+    partition: i32,
+    coverage: PartitionCoverage,
+    rows: HourRows,
+    /// First offset of the range being gathered, once a message was read.
+    first: Option<i64>,
+    /// Last offset read.
+    last: i64,
+    /// Where the current range must end, so as not to straddle a range already archived.
+    boundary: Option<i64>,
+    opened: Instant,
+}
+
+impl PartitionArchiver {
+    /// Takes the message at `offset`: its event when accepted, `None` when rejected (it still
+    /// belongs to the range, but never to the archive).
+    pub fn read(&mut self, offset: i64, event: Option<&Event<'_>>) {
+        if self.boundary.is_some_and(|b| offset >= b) {
+            self.roll();
+        }
+        if self.first.is_none() {
+            self.first = Some(offset);
+            self.boundary = self.coverage.boundary_after(offset);
+            self.opened = Instant::now();
+        }
+        self.last = offset;
+        if let Some(e) = event {
+            if self.coverage.holds(offset, hour_of(e.ts)) {
+                self.inner.rows_already.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.rows.push(e, self.partition, offset);
+                if self.rows.len() >= self.inner.cfg.roll_rows {
+                    self.roll();
+                }
+            }
+        }
+    }
+
+    /// Rolls the range when it has grown old.
+    pub fn tick(&mut self) {
+        if self.first.is_some() && self.opened.elapsed() >= self.inner.cfg.roll_age {
+            self.roll();
+        }
+    }
+
+    /// Hands the range gathered so far to the writer, and starts a new one.
+    pub fn roll(&mut self) {
+        let Some(first) = self.first.take() else {
+            return;
+        };
+        self.boundary = None;
+        if self.rows.is_empty() {
+            return;
+        }
+        let rows = self.rows.len() as u64;
+        match self.rows.take() {
+            Ok(hours) => self.inner.send(Segment {
+                name: SegmentName {
+                    log: self.inner.cfg.log.clone(),
+                    partition: self.partition,
+                    first,
+                    last: self.last,
+                },
+                hours,
+                rows,
+            }),
+            Err(e) => {
+                // The builders always match the schema; this would be a bug, not bad input.
+                tracing::error!("archive: cannot build a batch: {e}");
+                self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// The archivers of one worker's partitions.
+#[derive(Default)]
+pub struct WorkerArchive {
+    parts: BTreeMap<i32, PartitionArchiver>,
+    monitor: Option<ArchiveMonitor>,
+}
+
+impl WorkerArchive {
+    /// Archivers for `partitions`, writing through the sink of `monitor`.
+    pub fn new(monitor: &ArchiveMonitor, partitions: impl IntoIterator<Item = i32>) -> Self {
+        WorkerArchive {
+            parts: partitions
+                .into_iter()
+                .map(|p| (p, monitor.partition(p)))
+                .collect(),
+            monitor: Some(monitor.clone()),
+        }
+    }
+
+    /// Takes the message at `(partition, offset)` (see [`PartitionArchiver::read`]).
+    pub fn read(&mut self, partition: i32, offset: i64, event: Option<&Event<'_>>) {
+        if let Some(a) = self.parts.get_mut(&partition) {
+            a.read(offset, event);
+        }
+    }
+
+    /// Rolls ranges that have grown old.
+    pub fn tick(&mut self) {
+        self.parts.values_mut().for_each(PartitionArchiver::tick);
+    }
+
+    /// Hands everything gathered to the writer.
+    pub fn flush(&mut self) {
+        self.parts.values_mut().for_each(PartitionArchiver::roll);
+    }
+
+    /// True while the reader should pause (see [`ArchiveMonitor::must_wait`]).
+    pub fn must_wait(&self) -> bool {
+        self.monitor.as_ref().is_some_and(ArchiveMonitor::must_wait)
+    }
+}
