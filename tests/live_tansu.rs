@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use emoflow_fixtures::{diff, expected, Params};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
-use emoflow_ingest::kafka::{ensure_topic, BulkProducer};
+use emoflow_ingest::kafka::ensure_topic;
 use serde_json::{json, Value};
 use support::{broker_required, Serve, Tansu};
 
@@ -59,19 +59,7 @@ fn oracle(lines: &[String]) -> Value {
 /// Line i to partition i % 4 (offset i / 4 on a fresh topic), with message time
 /// `BASE_MS + i s`.
 fn produce_rdkafka(brokers: &str, topic: &str, lines: &[String]) {
-    ensure_topic(brokers, topic, PARTITIONS, Duration::from_secs(10)).unwrap();
-    let p = BulkProducer::new(brokers, topic).unwrap();
-    for (i, line) in lines.iter().enumerate() {
-        let ts = BASE_MS + i as i64 * 1000;
-        p.send(
-            &i.to_le_bytes(),
-            line.as_bytes(),
-            Some(i as i32 % PARTITIONS),
-            Some(ts),
-        )
-        .unwrap();
-    }
-    p.flush(Duration::from_secs(30)).unwrap();
+    support::produce_lines(brokers, topic, lines, PARTITIONS, BASE_MS);
 }
 
 /// The same with confluent-kafka for Python; false when it is not installed (and not required).

@@ -58,9 +58,19 @@ pub struct Tansu {
 }
 
 impl Tansu {
-    /// Starts tansu, or returns `None` (after saying so) when it is not installed and not
-    /// required.
+    /// Starts tansu with in-memory storage, or returns `None` (after saying so) when it is not
+    /// installed and not required.
     pub fn start() -> Option<Tansu> {
+        Self::start_with("memory://tansu/", &std::env::temp_dir())
+    }
+
+    /// Starts tansu with SQLite storage in `dir`, so that the topic outlives its readers.
+    pub fn start_sqlite(dir: &std::path::Path) -> Option<Tansu> {
+        std::fs::create_dir_all(dir).unwrap();
+        Self::start_with("sqlite://tansu.db", dir)
+    }
+
+    fn start_with(storage: &str, cwd: &std::path::Path) -> Option<Tansu> {
         let Some(bin) = tansu_binary() else {
             assert!(
                 !broker_required(),
@@ -82,7 +92,8 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
+            .current_dir(cwd)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -100,19 +111,35 @@ impl Tansu {
     }
 }
 
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("emoflow-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// `emoflow serve` as a child process.
 pub struct Serve {
-    _child: ChildGuard,
+    /// The process (killed when dropped).
+    pub child: ChildGuard,
     /// `host:port` of its HTTP API.
     pub addr: String,
 }
 
 impl Serve {
-    /// Starts `emoflow serve` with `args` on a free port; returns once it listens.
+    /// Starts `emoflow serve` with `args` on a free port; returns once it listens. Without
+    /// `--data-dir` in `args`, it gets a fresh one of its own.
     pub fn start(args: &[&str]) -> Serve {
+        let own_dir;
+        let mut all: Vec<&str> = args.to_vec();
+        if !args.contains(&"--data-dir") {
+            own_dir = temp_dir(&format!("serve-{}", free_port()));
+            all.extend(["--data-dir", own_dir.to_str().unwrap()]);
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_emoflow"))
             .arg("serve")
-            .args(args)
+            .args(&all)
             .args(["--listen", "127.0.0.1:0"])
             .env("EMOFLOW_LOG", "warn")
             .stdout(Stdio::piped())
@@ -133,10 +160,7 @@ impl Serve {
         };
         // Keep draining stdout so the child never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Serve {
-            _child: guard,
-            addr,
-        }
+        Serve { child: guard, addr }
     }
 
     /// `GET path` as JSON, with its status.
@@ -212,4 +236,57 @@ pub fn http(
         .expect("no status");
     let json = serde_json::from_slice(&out[split + 4..]).unwrap_or(Value::Null);
     (status, json)
+}
+
+/// Produces `lines` to `topic` with rdkafka: line i to partition i % `partitions` (offset
+/// i / `partitions` on a fresh topic), with message time `base_ms + i` seconds.
+pub fn produce_lines(brokers: &str, topic: &str, lines: &[String], partitions: i32, base_ms: i64) {
+    use emoflow_ingest::kafka::{ensure_topic, BulkProducer};
+    ensure_topic(brokers, topic, partitions, Duration::from_secs(10)).unwrap();
+    let p = BulkProducer::new(brokers, topic).unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let ts = base_ms + i as i64 * 1000;
+        p.send(
+            &i.to_le_bytes(),
+            line.as_bytes(),
+            Some(i as i32 % partitions),
+            Some(ts),
+        )
+        .unwrap();
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Checks the archive (or export) at `path` with DuckDB and pyarrow against `expected` (see
+/// `check_archive.py`); false when they are not installed and not required.
+pub fn check_with_readers(path: &std::path::Path, expected: &Value) -> bool {
+    let has_readers = Command::new("python3")
+        .args(["-c", "import duckdb, pyarrow"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_readers {
+        assert!(
+            !broker_required(),
+            "DuckDB and pyarrow are required: pip install duckdb pyarrow pytz"
+        );
+        eprintln!("SKIPPED the independent readers: pip install duckdb pyarrow pytz");
+        return false;
+    }
+    let file = std::env::temp_dir().join(format!("emoflow-expected-{}.json", free_port()));
+    std::fs::write(&file, expected.to_string()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/check_archive.py"
+    );
+    let out = Command::new("python3")
+        .args([script, path.to_str().unwrap(), file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
