@@ -4,9 +4,12 @@
 //! not the bottleneck when its rate is close to the bare consumer's.
 
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use emoflow_dataflow::archive::ArchiveConfig;
+use emoflow_dataflow::update::CountKey;
 use emoflow_dataflow::{start_kafka, KafkaInput, KafkaRunOptions};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::{
@@ -91,12 +94,15 @@ fn bare_drain(
     Ok((total, started.elapsed().as_secs_f64()))
 }
 
+/// Drains `ranges` into the views (and the archive in `archive`, when given); returns the
+/// messages read and the seconds it took, the archive's last write included.
 fn pipeline(
     brokers: &str,
     topic: &str,
     ranges: &[PartitionRange],
     workers: usize,
     args: &BenchArgs,
+    archive: Option<&Path>,
 ) -> anyhow::Result<(u64, f64)> {
     let input = KafkaInput {
         brokers: brokers.to_owned(),
@@ -107,12 +113,43 @@ fn pipeline(
         workers,
         views: args.views.config(),
         filters: synthetic_filters(args.filters),
+        archive: archive.map(|dir| ArchiveConfig::new(dir.to_owned(), topic.to_owned())),
         ..KafkaRunOptions::default()
     };
     let out = start_kafka(input, opts, |_| {})?.wait()?;
+    if let Some(a) = &out.archive {
+        if a.rows_written + a.rows_already_archived != out.state.count(&CountKey::Total) as u64 {
+            bail!("the archive wrote {} events", a.rows_written);
+        }
+    }
     let lt = emoflow_dataflow::document::LifetimeCounts::of(&out.state);
     let n = lt.total as u64 + lt.rejected.values().sum::<i64>() as u64;
     Ok((n, out.elapsed.as_secs_f64()))
+}
+
+/// Bytes of every file below `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
+/// One worker count's medians.
+struct Row {
+    workers: usize,
+    bare: f64,
+    piped: f64,
+    /// pipeline / bare, paired.
+    ratio: f64,
+    /// With `--archive`: events/s into views and archive, its cost against the views alone
+    /// (paired), and the archive's bytes per event.
+    archived: Option<(f64, f64, f64)>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -163,15 +200,19 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let ranges = resolve_range(&brokers, &topic, OffsetSpec::Earliest, OffsetSpec::Latest)?;
     let mut rows = Vec::new();
+    let archive_dir = args
+        .csv
+        .with_file_name(format!("bench-archive-{}", std::process::id()));
     for &workers in &args.workers {
         let (mut bare, mut piped) = (Vec::new(), Vec::new());
+        let (mut archived, mut costs, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..args.runs.max(1) {
             let (n, s) = bare_drain(&brokers, &topic, &ranges, workers)?;
             if n != args.events {
                 bail!("the bare consumer read {n} of {} messages", args.events);
             }
             bare.push(n as f64 / s);
-            let (n, s) = pipeline(&brokers, &topic, &ranges, workers, args)?;
+            let (n, s) = pipeline(&brokers, &topic, &ranges, workers, args, None)?;
             if n != args.events {
                 bail!("the pipeline read {n} of {} messages", args.events);
             }
@@ -182,18 +223,61 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 bare[run],
                 piped[run]
             );
+            if args.archive {
+                let _ = std::fs::remove_dir_all(&archive_dir);
+                let (n, s) =
+                    pipeline(&brokers, &topic, &ranges, workers, args, Some(&archive_dir))?;
+                if n != args.events {
+                    bail!(
+                        "the pipeline with the archive read {n} of {} messages",
+                        args.events
+                    );
+                }
+                let rate = n as f64 / s;
+                archived.push(rate);
+                costs.push(1.0 - rate / piped[run]);
+                sizes.push(dir_bytes(&archive_dir) as f64 / n as f64);
+                let _ = std::fs::remove_dir_all(&archive_dir);
+                eprintln!(
+                    "bench: {workers} worker(s), run {}: pipeline + archive {rate:.0}/s ({:.1} B/event)",
+                    run + 1,
+                    sizes[run]
+                );
+            }
         }
         let ratios: Vec<f64> = bare.iter().zip(&piped).map(|(b, p)| p / b).collect();
-        rows.push((workers, median(bare), median(piped), median(ratios)));
+        rows.push(Row {
+            workers,
+            bare: median(bare),
+            piped: median(piped),
+            ratio: median(ratios),
+            archived: args
+                .archive
+                .then(|| (median(archived), median(costs), median(sizes))),
+        });
     }
     println!(
         "source=kafka ({kind} broker {brokers}) events={} partitions={} users={} filters={} runs={} (medians)",
         args.events, partitions, args.users, args.filters, args.runs
     );
-    println!("| workers | bare consumer msgs/s | pipeline events/s | pipeline / bare (paired) |");
-    println!("|---:|---:|---:|---:|");
-    for (w, b, p, r) in &rows {
-        println!("| {w} | {b:.0} | {p:.0} | {:.0}% |", r * 100.0);
+    println!("| workers | bare consumer msgs/s | pipeline events/s | pipeline / bare (paired) | pipeline + archive events/s | archive cost (paired) | archive bytes/event |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let (a, c, b) = match r.archived {
+            Some((a, c, b)) => (
+                format!("{a:.0}"),
+                format!("{:.1}%", c * 100.0),
+                format!("{b:.1}"),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0}% | {a} | {c} | {b} |",
+            r.workers,
+            r.bare,
+            r.piped,
+            r.ratio * 100.0
+        );
     }
     if let Some(dir) = args.csv.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -203,15 +287,33 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     writeln!(
         f,
-        "broker,workers,bare_msgs_per_sec,pipeline_events_per_sec,ratio"
+        "broker,workers,bare_msgs_per_sec,pipeline_events_per_sec,ratio,archive_events_per_sec,archive_cost,archive_bytes_per_event"
     )?;
-    for (w, b, p, r) in &rows {
-        writeln!(f, "{kind},{w},{b:.0},{p:.0},{r:.4}")?;
+    for r in &rows {
+        let (a, c, b) = r.archived.map_or(
+            (String::new(), String::new(), String::new()),
+            |(a, c, b)| (format!("{a:.0}"), format!("{c:.4}"), format!("{b:.2}")),
+        );
+        writeln!(
+            f,
+            "{kind},{},{:.0},{:.0},{:.4},{a},{c},{b}",
+            r.workers, r.bare, r.piped, r.ratio
+        )?;
     }
     eprintln!("bench: wrote {}", path.display());
     let bars: Vec<(String, f64)> = rows
         .iter()
-        .flat_map(|(w, b, p, _)| [(format!("{w}w bare"), *b), (format!("{w}w pipeline"), *p)])
+        .flat_map(|r| {
+            let w = r.workers;
+            let mut v = vec![
+                (format!("{w}w bare"), r.bare),
+                (format!("{w}w pipeline"), r.piped),
+            ];
+            if let Some((a, _, _)) = r.archived {
+                v.push((format!("{w}w + archive"), a));
+            }
+            v
+        })
         .collect();
     crate::bench::write_bars(
         &path.with_extension("svg"),

@@ -336,6 +336,10 @@ pub struct BenchArgs {
     /// Partitions of the benchmark topic, for `--source kafka`.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// For `--source kafka`: also drain the topic into the views and the Parquet archive
+    /// (paired with the views alone), and report the archive's cost and bytes per event.
+    #[arg(long)]
+    pub archive: bool,
     /// Write the results as CSV here.
     #[arg(long, default_value = "bench-out/bench.csv")]
     pub csv: PathBuf,
