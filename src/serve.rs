@@ -12,7 +12,8 @@ use emoflow_ingest::kafka::{
     ensure_topic, resolve_range, BulkProducer, EmbeddedBroker, EventProducer, OffsetSpec,
     PartitionRange,
 };
-use emoflow_query_api::{AppState, HealthProbe, Publisher, DEFAULT_BODY_LIMIT};
+use emoflow_query_api::window::{IngestWindow, LogLimits};
+use emoflow_query_api::{AppState, HealthProbe, IngestOptions, Publisher, DEFAULT_BODY_LIMIT};
 
 use crate::cli::{DemoArgs, ServeArgs};
 use crate::produce::{GeneratedMessages, Pacer};
@@ -123,16 +124,26 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     let probe = HealthProbe::new(source, run.archive_monitor());
     let stop_poller = Arc::new(AtomicBool::new(false));
     probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
+    // The embedded broker keeps 5 MiB per partition: ingest keeps within what it holds ahead
+    // of the readers, so that every 202 is counted and archived.
+    let window = args
+        .brokers
+        .is_none()
+        .then(|| IngestWindow::new(LogLimits::EMBEDDED, args.partitions));
     let state = AppState::new(
         snapshots,
         Some(producer),
         probe,
-        if args.body_limit == 0 {
-            DEFAULT_BODY_LIMIT
-        } else {
-            args.body_limit
+        IngestOptions {
+            body_limit: if args.body_limit == 0 {
+                DEFAULT_BODY_LIMIT
+            } else {
+                args.body_limit
+            },
+            api_token: args.api_token.clone(),
+            produce_timeout: Duration::from_millis(args.produce_timeout.max(1) as u64),
+            window,
         },
-        args.api_token.clone(),
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -369,6 +369,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             if let Some(a) = archive.as_mut() {
                 a.tick();
             }
+            for (p, from, to) in r.take_skips() {
+                inputs.extras.update(ViewUpdate::Skipped(p, from, to), 1);
+            }
             t_poll += t0.elapsed();
             gathered += read;
             in_epoch += read;

@@ -39,6 +39,28 @@ fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
     }
 }
 
+/// How many of the newest skipped ranges are kept (all are counted).
+pub const SKIPPED_RANGES_KEPT: usize = 20;
+
+/// Offsets that readers passed over without reading them: events the broker dropped first.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedOffsets {
+    /// Offsets skipped in all.
+    pub total: u64,
+    /// The newest ranges, `(partition, from, to)` with `to` exclusive, oldest first.
+    pub ranges: Vec<(i32, i64, i64)>,
+}
+
+impl SkippedOffsets {
+    fn add(&mut self, partition: i32, from: i64, to: i64) {
+        self.total += (to - from).max(0) as u64;
+        self.ranges.push((partition, from, to));
+        if self.ranges.len() > SKIPPED_RANGES_KEPT {
+            self.ranges.remove(0);
+        }
+    }
+}
+
 /// The views as of one dataflow time.
 ///
 /// Cloning is cheap enough to publish a copy at every dataflow time: the per-user and
@@ -57,6 +79,8 @@ pub struct ViewState {
     pub recent: Vec<ShownEvent>,
     /// The newest rejected messages, oldest first.
     pub dead_letters: imbl::Vector<Arc<DeadLetterRecord>>,
+    /// Offsets the readers passed over because the broker no longer held them.
+    pub skipped: SkippedOffsets,
     /// The dataflow time these numbers are complete up to.
     pub as_of: u64,
 }
@@ -110,6 +134,11 @@ impl ViewState {
                     self.recent.push(e);
                     self.recent.sort_unstable_by(|a, b| b.cmp(a));
                     self.recent.truncate(RECENT_EVENTS);
+                }
+            }
+            ViewUpdate::Skipped(p, from, to) => {
+                if diff > 0 {
+                    self.skipped.add(p, from, to);
                 }
             }
             ViewUpdate::DeadLetter(d) => {

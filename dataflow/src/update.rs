@@ -50,6 +50,9 @@ pub enum ViewUpdate {
     Recent(ShownEvent),
     /// A rejected message (only ever added; the state keeps the newest few thousand).
     DeadLetter(DeadLetterRecord),
+    /// Offsets `from..to` of a partition passed over without a message: the broker no longer
+    /// held them when they were to be read (only ever added).
+    Skipped(i32, i64, i64),
 }
 
 /// An accepted event as responses show it: SPEC's normalised fields plus where it was read.

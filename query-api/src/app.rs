@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -18,6 +19,7 @@ use crate::health::{health, HealthProbe};
 use crate::intake::{post_emoji, post_events};
 use crate::snapshot::Snapshot;
 use crate::views;
+use crate::window::IngestWindow;
 
 /// Default largest request body, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
@@ -26,9 +28,32 @@ struct Inner {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     producer: Option<EventProducer>,
     health: Arc<HealthProbe>,
-    body_limit: usize,
-    api_token: Option<String>,
+    ingest: IngestOptions,
     produce_failures: AtomicU64,
+}
+
+/// How HTTP ingest behaves.
+#[derive(Debug)]
+pub struct IngestOptions {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// When set, write routes need `Authorization: Bearer TOKEN`.
+    pub api_token: Option<String>,
+    /// How long a request may wait for the broker (and for room in its log).
+    pub produce_timeout: Duration,
+    /// The broker's bounded log, when it has one (the embedded broker).
+    pub window: Option<IngestWindow>,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            body_limit: DEFAULT_BODY_LIMIT,
+            api_token: None,
+            produce_timeout: Duration::from_secs(5),
+            window: None,
+        }
+    }
 }
 
 /// What every handler can reach. Cheap to clone.
@@ -42,15 +67,13 @@ impl AppState {
         snapshots: watch::Receiver<Arc<Snapshot>>,
         producer: Option<EventProducer>,
         health: Arc<HealthProbe>,
-        body_limit: usize,
-        api_token: Option<String>,
+        ingest: IngestOptions,
     ) -> Self {
         AppState(Arc::new(Inner {
             snapshots,
             producer,
             health,
-            body_limit,
-            api_token,
+            ingest,
             produce_failures: AtomicU64::new(0),
         }))
     }
@@ -58,7 +81,7 @@ impl AppState {
     /// Checks a write request's `Authorization: Bearer TOKEN` when a token is configured:
     /// 401 without one, 403 with a wrong one.
     pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = &self.0.api_token else {
+        let Some(token) = &self.0.ingest.api_token else {
             return Ok(());
         };
         let given = headers
@@ -97,7 +120,17 @@ impl AppState {
 
     /// Largest request body, in bytes.
     pub fn body_limit(&self) -> usize {
-        self.0.body_limit
+        self.0.ingest.body_limit
+    }
+
+    /// How long ingest waits for the broker.
+    pub fn produce_timeout(&self) -> Duration {
+        self.0.ingest.produce_timeout
+    }
+
+    /// The broker's bounded log, when ingest must keep within it.
+    pub fn window(&self) -> Option<&IngestWindow> {
+        self.0.ingest.window.as_ref()
     }
 
     /// Counts a request the broker did not acknowledge.

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub error: String,
     /// Machine-readable specifics (`null` when there are none).
     pub detail: Value,
+    /// Seconds for a `Retry-After` header, when the client should come back.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +25,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             error: error.into(),
             detail,
+            retry_after: None,
         }
     }
 
@@ -32,6 +35,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             error: error.into(),
             detail: Value::Null,
+            retry_after: None,
         }
     }
 
@@ -41,14 +45,29 @@ impl ApiError {
             status,
             error: error.into(),
             detail,
+            retry_after: None,
         }
+    }
+}
+
+impl ApiError {
+    /// Adds `Retry-After: secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.error, "detail": self.detail });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

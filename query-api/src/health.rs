@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::Json;
 use emoflow_dataflow::archive::ArchiveMonitor;
+use emoflow_dataflow::snapshot::SKIPPED_RANGES_KEPT;
 use emoflow_ingest::kafka::Watermarks;
 use serde_json::{json, Value};
 
@@ -51,6 +52,15 @@ impl HealthProbe {
                 high,
             });
         }
+    }
+
+    /// The high watermarks as last read (empty before the first reading, or when it failed).
+    pub fn high_watermarks(&self) -> BTreeMap<i32, i64> {
+        self.reading
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.high.as_ref().ok().cloned()))
+            .unwrap_or_default()
     }
 
     /// Reads the watermarks of `topic` on `brokers` until `stop` is set.
@@ -128,6 +138,24 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     if now_ms().saturating_sub(as_of) > STALE_AFTER.as_millis() as u64 {
         problems.push("the views have not advanced for a while".to_owned());
     }
+    let skipped = &snap.state.skipped;
+    if skipped.total > 0 {
+        let ranges: Vec<String> = skipped
+            .ranges
+            .iter()
+            .map(|(p, from, to)| format!("partition {p} offsets {from}..{to}"))
+            .collect();
+        problems.push(format!(
+            "{} offsets were skipped: the broker dropped them before they were read ({}{})",
+            skipped.total,
+            if skipped.ranges.len() < SKIPPED_RANGES_KEPT {
+                ""
+            } else {
+                "newest: "
+            },
+            ranges.join(", ")
+        ));
+    }
     let archive = probe.archive.as_ref().map(ArchiveMonitor::report);
     if let Some(a) = &archive {
         if let Some(e) = &a.error {
@@ -149,6 +177,10 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "positions": positions,
         "high_watermarks": high,
         "archive": archive,
+        "skipped_offsets": {
+            "total": skipped.total,
+            "ranges": skipped.ranges.iter().map(|(p, from, to)| json!({"partition": p, "from": from, "to": to})).collect::<Vec<_>>(),
+        },
         "problems": problems,
     }))
 }

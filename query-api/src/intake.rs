@@ -8,7 +8,7 @@ use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use emoflow_ingest::kafka::{Deliveries, ProduceError};
+use emoflow_ingest::kafka::{Deliveries, PartitionOf, ProduceError};
 use emoflow_ingest::{decode_event, Event, RejectReason, Rejection};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -139,12 +139,8 @@ async fn read_body(app: &AppState, body: Body) -> Result<axum::body::Bytes, ApiE
     })
 }
 
-/// Bodies larger than this are validated and handed to the producer on the blocking pool: a
-/// batch of thousands of events takes a millisecond or more of CPU, which on the runtime's
-/// threads would hold up every query behind it.
-const BLOCKING_BODY_BYTES: usize = 16 * 1024;
-
-/// Hands validated records to the producer.
+/// Hands validated records to the producer (choosing their partitions when a window is in
+/// force).
 fn enqueue(app: &AppState, records: &[Record]) -> Result<Deliveries, ApiError> {
     let Some(producer) = app.producer() else {
         return Err(ApiError::new(
@@ -153,8 +149,13 @@ fn enqueue(app: &AppState, records: &[Record]) -> Result<Deliveries, ApiError> {
             Value::Null,
         ));
     };
+    let window = app.window();
+    let partition_of = window.map(|w| move |key: &[u8]| w.partition_of(key));
     producer
-        .enqueue_all(records)
+        .enqueue_all(
+            records,
+            partition_of.as_ref().map(|f| f as &PartitionOf<'_>),
+        )
         .map_err(|e| produce_failed(app, &e, records.len()))
 }
 
@@ -167,43 +168,105 @@ fn produce_failed(app: &AppState, e: &ProduceError, events: usize) -> ApiError {
     )
 }
 
-/// Waits for the broker's acknowledgement of `n` events: 202, or 503.
-async fn acknowledged(
+/// Runs `work` on the blocking pool when `large`, else right here.
+async fn off_runtime<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if !large {
+        return work();
+    }
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "handling the body failed",
+            json!({ "message": e.to_string() }),
+        )
+    })?
+}
+
+/// Bodies larger than this are validated and handed to the producer on the blocking pool: a
+/// batch of thousands of events takes a millisecond or more of CPU, which on the runtime's
+/// threads would hold up every query behind it.
+const BLOCKING_BODY_BYTES: usize = 16 * 1024;
+
+/// Records past which handing them to the producer moves to the blocking pool.
+const BLOCKING_RECORDS: usize = 256;
+
+/// How often a request waiting for room in the broker's log looks again.
+const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Produces `records` and waits for the broker's acknowledgement: 202 with their number.
+/// With a bounded log, chunk by chunk, each once the readers have left room for it.
+async fn produce(
     app: &AppState,
-    deliveries: Deliveries,
-    n: usize,
+    records: Vec<Record>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    deliveries
-        .acknowledged()
-        .await
-        .map_err(|e| produce_failed(app, &e, n))?;
+    let n = records.len();
+    let records = std::sync::Arc::new(records);
+    let Some(window) = app.window() else {
+        let (a, r) = (app.clone(), records.clone());
+        let deliveries = off_runtime(n > BLOCKING_RECORDS, move || enqueue(&a, &r)).await?;
+        deliveries
+            .acknowledged()
+            .await
+            .map_err(|e| produce_failed(app, &e, n))?;
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))));
+    };
+    let deadline = tokio::time::Instant::now() + app.produce_timeout();
+    let mut produced = 0;
+    for chunk in window.chunks(&records) {
+        let need = window.needs(&records[chunk.clone()]);
+        loop {
+            let snap = app.snapshot();
+            let high = app.health().high_watermarks();
+            if window.try_reserve(&need, &snap.state.positions, &high) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(no_room(app, produced, n));
+            }
+            tokio::time::sleep(ROOM_POLL).await;
+        }
+        let (a, r, c) = (app.clone(), records.clone(), chunk.clone());
+        let enqueued = off_runtime(c.len() > BLOCKING_RECORDS, move || enqueue(&a, &r[c])).await;
+        let acked = match enqueued {
+            Ok(d) => d.acknowledged().await,
+            Err(e) => {
+                window.release(&need, &Default::default());
+                return Err(e);
+            }
+        };
+        window.release(&need, acked.as_ref().unwrap_or(&Default::default()));
+        acked.map_err(|e| produce_failed(app, &e, n))?;
+        produced += chunk.len();
+    }
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
 }
 
-/// Validates a whole body and hands it to the producer, off the runtime when it is large.
-async fn validate_and_enqueue(
-    app: &AppState,
-    bytes: axum::body::Bytes,
-    framing: Framing,
-) -> Result<(usize, Deliveries), ApiError> {
-    let large = bytes.len() > BLOCKING_BODY_BYTES;
-    let work = move |app: &AppState| -> Result<(usize, Deliveries), ApiError> {
-        let recs = records(&bytes, framing, false)?;
-        Ok((recs.len(), enqueue(app, &recs)?))
+/// 503 with `Retry-After`: the readers have not left room in the broker's log in time.
+fn no_room(app: &AppState, produced: usize, events: usize) -> ApiError {
+    app.count_produce_failure();
+    let limits = app.window().map(|w| w.limits());
+    let error = if produced == 0 {
+        "the broker holds as many unread events as it can; nothing was produced, retry later"
+            .to_owned()
+    } else {
+        format!(
+            "the broker holds as many unread events as it can: the first {produced} of {events} events were produced and will be counted, the rest were not; send the rest later"
+        )
     };
-    if !large {
-        return work(app);
-    }
-    let app = app.clone();
-    tokio::task::spawn_blocking(move || work(&app))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "validating the body failed; nothing was produced",
-                json!({ "message": e.to_string() }),
-            )
-        })?
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        error,
+        json!({
+            "produced": produced,
+            "events": events,
+            "per_partition_bytes": limits.map(|l| l.bytes),
+            "per_partition_messages": limits.map(|l| l.messages),
+        }),
+    )
+    .with_retry_after(1)
 }
 
 /// `POST /emoji`: one `{"user_id", "emoji"}` (or `emoji_type`).
@@ -222,9 +285,8 @@ pub async fn post_emoji(
             json!({ "index": 0, "reason": "not_an_object" }),
         ));
     }
-    let rec = [record(0, trimmed, now_ms(), true)?];
-    let deliveries = enqueue(&app, &rec)?;
-    acknowledged(&app, deliveries, 1).await
+    let rec = record(0, trimmed, now_ms(), true)?;
+    produce(&app, vec![rec]).await
 }
 
 /// `POST /events` (and its aliases): one event, a JSON array, or NDJSON.
@@ -236,8 +298,9 @@ pub async fn post_events(
     app.authorize(&headers)?;
     let framing = framing(&headers)?;
     let bytes = read_body(&app, body).await?;
-    let (n, deliveries) = validate_and_enqueue(&app, bytes, framing).await?;
-    acknowledged(&app, deliveries, n).await
+    let large = bytes.len() > BLOCKING_BODY_BYTES;
+    let recs = off_runtime(large, move || records(&bytes, framing, false)).await?;
+    produce(&app, recs).await
 }
 
 #[cfg(test)]

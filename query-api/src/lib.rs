@@ -12,7 +12,8 @@ pub mod health;
 pub mod intake;
 pub mod snapshot;
 pub mod views;
+pub mod window;
 
-pub use app::{router, serve, AppState, DEFAULT_BODY_LIMIT};
+pub use app::{router, serve, AppState, IngestOptions, DEFAULT_BODY_LIMIT};
 pub use health::HealthProbe;
 pub use snapshot::{Publisher, Snapshot};

@@ -15,7 +15,9 @@ pub use admin::{
     ensure_topic, partitions_of, resolve_range, OffsetSpec, PartitionRange, RangeEnd, Watermarks,
 };
 pub use embedded::EmbeddedBroker;
-pub use producer::{BulkProducer, Deliveries, DeliveryTally, EventProducer, ProduceError};
+pub use producer::{
+    BulkProducer, Deliveries, DeliveryTally, EventProducer, PartitionOf, ProduceError,
+};
 pub use reader::{KafkaMessage, PartitionReader, ReaderError};
 
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! Producing events to Kafka: the acknowledged producer behind HTTP ingest (every event
 //! acknowledged by the broker, acks=all, idempotent) and a delivery tally for bulk producing.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,6 +41,9 @@ fn acked_config(brokers: &str, linger: Duration, timeout: Duration) -> ClientCon
     c
 }
 
+/// Picks the partition of a record by its key.
+pub type PartitionOf<'a> = dyn Fn(&[u8]) -> i32 + 'a;
+
 /// Produces events and waits for the broker's acknowledgement of each.
 pub struct EventProducer {
     producer: FutureProducer,
@@ -64,17 +68,25 @@ impl EventProducer {
 
     /// Hands every `(key, value)` to the producer without waiting (a large batch can do this
     /// off the async runtime); the result resolves once the broker acknowledged them. Events
-    /// are keyed (by user) so that one user's events keep their order.
-    pub fn enqueue_all<K, V>(&self, records: &[(K, V)]) -> Result<Deliveries, ProduceError>
+    /// are keyed (by user) so that one user's events keep their order; `partition_of`, when
+    /// given, picks each key's partition instead of the client's partitioner.
+    pub fn enqueue_all<K, V>(
+        &self,
+        records: &[(K, V)],
+        partition_of: Option<&PartitionOf<'_>>,
+    ) -> Result<Deliveries, ProduceError>
     where
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
         let mut pending = Vec::with_capacity(records.len());
         for (key, value) in records {
-            let record = FutureRecord::to(&self.topic)
+            let mut record = FutureRecord::to(&self.topic)
                 .key(key.as_ref())
                 .payload(value.as_ref());
+            if let Some(f) = partition_of {
+                record = record.partition(f(key.as_ref()));
+            }
             match self.producer.send_result(record) {
                 Ok(delivery) => pending.push(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -92,17 +104,32 @@ impl EventProducer {
 pub struct Deliveries(Vec<DeliveryFuture>);
 
 impl Deliveries {
-    /// Resolves once the broker acknowledged every event; fails if it refused any, or did not
-    /// acknowledge it within the producer's timeout.
-    pub async fn acknowledged(self) -> Result<(), ProduceError> {
+    /// Resolves once the broker acknowledged every event, with the highest offset acknowledged
+    /// per partition; fails if it refused any, or did not acknowledge it within the producer's
+    /// timeout.
+    pub async fn acknowledged(self) -> Result<BTreeMap<i32, i64>, ProduceError> {
+        let mut highest = BTreeMap::new();
+        let mut failure = None;
         for delivery in futures::future::join_all(self.0).await {
             match delivery {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(ProduceError::Broker(e.to_string())),
-                Err(_) => return Err(ProduceError::Broker("the producer shut down".into())),
+                Ok(Ok(d)) => {
+                    let h = highest.entry(d.partition).or_insert(d.offset);
+                    *h = (*h).max(d.offset);
+                }
+                Ok(Err((e, _))) => {
+                    failure.get_or_insert_with(|| ProduceError::Broker(e.to_string()));
+                }
+                Err(_) => {
+                    failure.get_or_insert_with(|| {
+                        ProduceError::Broker("the producer shut down".into())
+                    });
+                }
             }
         }
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(highest),
+        }
     }
 }
 

@@ -93,6 +93,8 @@ pub struct PartitionReader {
     pub errors: u64,
     /// Offsets passed over without a message (see the warning where it happens).
     pub skipped: u64,
+    /// Ranges passed over since [`PartitionReader::take_skips`] last took them.
+    skips: Vec<(i32, i64, i64)>,
 }
 
 impl PartitionReader {
@@ -156,6 +158,7 @@ impl PartitionReader {
             assigned_at: Instant::now(),
             errors: 0,
             skipped: 0,
+            skips: Vec::new(),
         })
     }
 
@@ -220,6 +223,7 @@ impl PartitionReader {
             }
             if offset > state.position && state.heard_message {
                 self.skipped += (offset - state.position) as u64;
+                self.skips.push((partition, state.position, offset));
                 tracing::warn!(
                     partition,
                     from = state.position,
@@ -297,6 +301,12 @@ impl PartitionReader {
         {
             let _ = self.consumer.pause(&tpl);
         }
+    }
+
+    /// `(partition, from, to)`: offsets `from..to` passed over without a message since the
+    /// last call (the broker dropped them before they were read, or they are not messages).
+    pub fn take_skips(&mut self) -> Vec<(i32, i64, i64)> {
+        std::mem::take(&mut self.skips)
     }
 
     /// partition -> the next offset this reader will deliver.
