@@ -51,6 +51,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     for r in &ranges {
         tracing::info!(partition = r.partition, from = r.start, from_ms = ?r.from_ms, to = ?r.end, "replaying");
+        if let emoflow_ingest::kafka::OffsetSpec::Offset(asked) = args.from {
+            if asked < r.low {
+                eprintln!(
+                    "warning: partition {}: the broker no longer holds offsets {asked}..{}; replaying from {}",
+                    r.partition, r.low, r.low
+                );
+            }
+        }
     }
     let input = KafkaInput {
         brokers: args.brokers.clone(),
@@ -122,6 +130,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         accepted_per_sec = format!("{:.0}", doc.total as f64 / secs.max(1e-9)),
         "replay done"
     );
+    if out.state.skipped.total > 0 {
+        eprintln!(
+            "warning: {} offsets were skipped: the broker dropped them before they were read ({:?})",
+            out.state.skipped.total, out.state.skipped.ranges
+        );
+    }
     if let Some(a) = &out.archive {
         eprintln!(
             "archive {}: {} events written in {} files, {} already archived",

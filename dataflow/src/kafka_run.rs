@@ -88,6 +88,11 @@ impl Default for KafkaRunOptions {
     }
 }
 
+/// How long a bounded read may go without reading anything before it fails: its partitions'
+/// ends are found by reaching them, so silence this long means the broker cannot serve the
+/// range.
+const BOUNDED_SILENCE: Duration = Duration::from_secs(30);
+
 /// Most messages a worker reads into one epoch; then it waits for the epoch to close (Kafka
 /// holds the rest: backpressure costs nothing). Bounds the input in flight.
 const MAX_EPOCH_MESSAGES: usize = 262_144;
@@ -320,6 +325,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let (mut t_poll, mut t_step, mut idle_steps, mut epoch_count) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
     let bounded = !input.is_open();
+    let mut last_read = Instant::now();
     loop {
         let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
         if finished || shared.stop.load(Ordering::Relaxed) {
@@ -378,6 +384,18 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             if let Some(progress) = &opts.progress {
                 progress.fetch_add(read as u64, Ordering::Relaxed);
             }
+        }
+        if read > 0 {
+            last_read = Instant::now();
+        } else if bounded && !full && last_read.elapsed() > BOUNDED_SILENCE {
+            if let Some(a) = archive.as_mut() {
+                a.flush();
+            }
+            let waiting: Vec<i32> = mine.iter().map(|r| r.partition).collect();
+            return Err(RunError::Io(format!(
+                "nothing could be read from partitions {waiting:?} for {}s: the broker no longer serves the range (see the warnings above)",
+                BOUNDED_SILENCE.as_secs()
+            )));
         }
         if gathered >= opts.batch_messages {
             flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);

@@ -48,8 +48,6 @@ struct PartitionState {
     low: i64,
     /// A message or the partition's end was seen (or the fallback was taken).
     heard: bool,
-    /// A message was delivered (later gaps in offsets are worth a warning).
-    heard_message: bool,
     /// Still skipping messages older than the range's start time.
     skip_before_ms: Option<i64>,
     end: RangeEnd,
@@ -122,6 +120,11 @@ impl PartitionReader {
             // When the queue above is full, fetch again soon after it drains, not after the
             // default second: a reader busy with a burst must not then starve for a second.
             .set("fetch.queue.backoff.ms", "5")
+            // After a failed fetch (an offset the broker no longer holds, reset to its new start),
+            // fetch again at once: with the default half second, a broker that drops old
+            // messages quickly (the embedded one, under load) has moved its start again by then,
+            // and the reader never catches up.
+            .set("fetch.error.backoff.ms", "10")
             .create_with_context(ReaderContext)?;
         let mut tpl = TopicPartitionList::new();
         let mut partitions = BTreeMap::new();
@@ -138,7 +141,6 @@ impl PartitionReader {
                     start: r.start,
                     low: r.low,
                     heard: r.low >= r.start,
-                    heard_message: false,
                     skip_before_ms: r.from_ms,
                     end: r.end,
                     finished: empty,
@@ -221,7 +223,9 @@ impl PartitionReader {
                 self.finish(partition);
                 continue;
             }
-            if offset > state.position && state.heard_message {
+            // A gap, also before the first message: the broker dropped what was asked for
+            // before it could be read.
+            if offset > state.position {
                 self.skipped += (offset - state.position) as u64;
                 self.skips.push((partition, state.position, offset));
                 tracing::warn!(
@@ -231,7 +235,6 @@ impl PartitionReader {
                     "offsets skipped: the broker no longer holds them (retention) or they are not messages (compaction, transaction markers)"
                 );
             }
-            state.heard_message = true;
             state.position = state.position.max(offset + 1);
             self.positions.insert(partition, state.position);
             if let Some(from) = state.skip_before_ms {
