@@ -123,6 +123,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
 pub struct Serve {
     /// The process (killed when dropped).
     pub child: ChildGuard,
+    /// The embedded broker's bootstrap address, when it runs one.
+    pub embedded: Option<String>,
     /// `host:port` of its HTTP API.
     pub addr: String,
 }
@@ -149,18 +151,26 @@ impl Serve {
         let stdout = child.stdout.take().unwrap();
         let guard = ChildGuard(child);
         let mut lines = BufReader::new(stdout).lines();
+        let mut embedded = None;
         let addr = loop {
             let line = lines
                 .next()
                 .expect("emoflow serve ended before listening")
                 .unwrap();
+            if let Some(rest) = line.split("embedded Kafka broker at ").nth(1) {
+                embedded = rest.split_whitespace().next().map(str::to_owned);
+            }
             if let Some(rest) = line.split("serving http://").nth(1) {
                 break rest.split('/').next().unwrap().to_owned();
             }
         };
         // Keep draining stdout so the child never blocks on it.
         std::thread::spawn(move || for _ in lines {});
-        Serve { child: guard, addr }
+        Serve {
+            child: guard,
+            embedded,
+            addr,
+        }
     }
 
     /// `GET path` as JSON, with its status.
