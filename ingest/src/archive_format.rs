@@ -141,6 +141,11 @@ impl SegmentName {
         })
     }
 
+    /// The hidden name of the file of a range that starts at `first` and has not ended yet.
+    pub fn open_tmp_name(log: &str, partition: i32, first: i64) -> String {
+        format!(".{log}.p{partition}.{first}-{PARQUET_SUFFIX}{TMP_SUFFIX}")
+    }
+
     /// True for the name of a file left half-written (see [`SegmentName::tmp_name`]).
     pub fn is_tmp(name: &str) -> bool {
         name.starts_with('.') && name.ends_with(TMP_SUFFIX)
@@ -165,6 +170,7 @@ mod tests {
         );
         assert_eq!(SegmentName::parse(&n.file_name()), Some(n.clone()));
         assert!(SegmentName::is_tmp(&n.tmp_name()));
+        assert!(SegmentName::is_tmp(&SegmentName::open_tmp_name("t", 1, 5)));
         assert!(!SegmentName::is_tmp(&n.file_name()));
         for bad in [
             "x.parquet",

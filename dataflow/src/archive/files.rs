@@ -39,7 +39,7 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates `dir` and its missing parents, making each new entry durable.
-fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
+pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }

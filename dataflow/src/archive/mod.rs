@@ -3,9 +3,10 @@
 //!
 //! The worker that reads a partition also archives it: each accepted event goes into that
 //! partition's [`PartitionArchiver`] (rejected ones only advance its offset range). A range of
-//! offsets rolls by rows, by age, or where a range already on disk begins or ends, and becomes
-//! one file per hour of event time, written by a single writer thread so that encoding and
-//! fsync never hold up the dataflow. Exactly-once comes from the file names (see
+//! offsets becomes one file per hour of event time. Rows go to a single writer thread in
+//! chunks as they come, so Parquet encoding keeps pace with reading and never holds up the
+//! dataflow; the range rolls by rows, by age, or where a range already on disk begins or ends,
+//! and then its files are finished, fsynced and renamed into place. Exactly-once comes from the file names (see
 //! [`coverage`]): at start the archive is read back, half-written files are removed, and an
 //! event whose hour already has a file covering its offset is not written again, so a crash,
 //! a restart or a replay of an archived range adds nothing and loses nothing.
@@ -24,22 +25,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::fs::File;
+use std::path::Path;
+
 use arrow_array::RecordBatch;
-use emoflow_ingest::archive_format::{archive_schema, hour_of, SegmentName};
+use emoflow_ingest::archive_format::{archive_schema, hour_dir, hour_of, SegmentName};
 use emoflow_ingest::Event;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 pub use coverage::{Coverage, PartitionCoverage};
 pub use files::ROW_GROUP_ROWS;
 pub use files::{
-    parquet_properties, segment_path, sync_dir, write_batch, write_parquet_atomically,
+    create_dir_durably, parquet_properties, segment_path, sync_dir, write_batch,
+    write_parquet_atomically,
 };
 pub use rows::ArchiveRows;
 
 use rows::HourRows;
 
-/// Segments handed to the writer and not yet on disk, beyond which readers pause.
-const MAX_PENDING_SEGMENTS: usize = 8;
+/// Jobs handed to the writer and not yet done, beyond which readers pause (about a million
+/// rows of chunks).
+const MAX_PENDING_JOBS: usize = 64;
 
 /// How long the writer waits before retrying a failed write.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -79,13 +87,13 @@ pub struct ArchiveReport {
     pub files_at_start: usize,
     /// Half-written files removed at start.
     pub leftovers_removed: usize,
-    /// Events written since start.
+    /// Events written since start (in files that have appeared).
     pub rows_written: u64,
     /// Files written since start.
     pub files_written: u64,
     /// Events read that were archived already (a replay or restart over an archived range).
     pub rows_already_archived: u64,
-    /// Events handed to the writer and not yet on disk.
+    /// Events handed to the writer whose files have not appeared yet.
     pub rows_pending: u64,
     /// Events given up on at shutdown because the writer kept failing (Kafka still has them;
     /// the next start archives them).
@@ -94,18 +102,28 @@ pub struct ArchiveReport {
     pub error: Option<String>,
 }
 
-/// One range of one partition, ready to write: a batch per hour of event time.
-struct Segment {
-    name: SegmentName,
-    hours: Vec<(i64, RecordBatch)>,
-    rows: u64,
+/// What archivers hand the writer.
+enum Job {
+    /// Rows of the range of `partition` that began at `first`, for the hour `hour`.
+    Rows {
+        partition: i32,
+        first: i64,
+        hour: i64,
+        batch: RecordBatch,
+    },
+    /// That range ends at `last`: its files are finished and appear.
+    Close {
+        partition: i32,
+        first: i64,
+        last: i64,
+    },
 }
 
 struct Inner {
     cfg: ArchiveConfig,
     coverage: Coverage,
-    tx: Mutex<Option<mpsc::Sender<Segment>>>,
-    pending_segments: AtomicUsize,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    pending_jobs: AtomicUsize,
     rows_pending: AtomicU64,
     rows_written: AtomicU64,
     files_written: AtomicU64,
@@ -126,74 +144,217 @@ impl Inner {
         self.error.lock().ok().and_then(|g| g.clone())
     }
 
-    fn send(&self, seg: Segment) {
-        let rows = seg.rows;
-        self.pending_segments.fetch_add(1, Ordering::SeqCst);
+    fn send(&self, job: Job) {
+        let rows = match &job {
+            Job::Rows { batch, .. } => batch.num_rows() as u64,
+            Job::Close { .. } => 0,
+        };
+        self.pending_jobs.fetch_add(1, Ordering::SeqCst);
         self.rows_pending.fetch_add(rows, Ordering::SeqCst);
         let sent = self
             .tx
             .lock()
             .ok()
-            .and_then(|g| g.as_ref().map(|tx| tx.send(seg).is_ok()));
+            .and_then(|g| g.as_ref().map(|tx| tx.send(job).is_ok()));
         if sent != Some(true) {
             // Only after finish(): nothing is read any more.
-            self.pending_segments.fetch_sub(1, Ordering::SeqCst);
+            self.pending_jobs.fetch_sub(1, Ordering::SeqCst);
             self.rows_pending.fetch_sub(rows, Ordering::SeqCst);
             self.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
         }
     }
 
-    /// Writes one segment, retrying until it succeeds or the sink gives up.
-    fn write(&self, seg: Segment) {
-        let props = parquet_properties();
-        let schema = archive_schema();
-        let mut done = vec![false; seg.hours.len()];
+    /// Runs `attempt` until it succeeds (true) or the sink gives up (false), reporting the
+    /// error meanwhile and retrying every second.
+    fn retry(&self, mut attempt: impl FnMut() -> Result<(), String>) -> bool {
         loop {
-            let mut failure = None;
-            for (i, (hour, batch)) in seg.hours.iter().enumerate() {
-                if done[i] {
-                    continue;
-                }
-                let path = segment_path(&self.cfg.dir, *hour, &seg.name);
-                if path.exists() {
-                    tracing::warn!(file = %path.display(), "already archived; not written again");
-                    done[i] = true;
-                    continue;
-                }
-                match write_parquet_atomically(&path, schema.clone(), props.clone(), |w| {
-                    write_batch(w, batch)
-                }) {
-                    Ok(_) => {
-                        done[i] = true;
-                        self.files_written.fetch_add(1, Ordering::Relaxed);
+            match attempt() {
+                Ok(()) => {
+                    if self.error().is_some() {
+                        tracing::info!("archive: writing again");
+                        self.set_error(None);
                     }
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
+                    return true;
                 }
-            }
-            match failure {
-                None => {
-                    self.rows_written.fetch_add(seg.rows, Ordering::Relaxed);
-                    self.set_error(None);
-                    break;
-                }
-                Some(e) => {
+                Err(e) => {
                     if self.error().is_none() {
                         tracing::error!("archive: {e}; reading paused, retrying every second");
                     }
                     self.set_error(Some(e));
                     if self.abandon.load(Ordering::SeqCst) {
-                        self.rows_abandoned.fetch_add(seg.rows, Ordering::SeqCst);
-                        break;
+                        return false;
                     }
                     std::thread::sleep(RETRY_AFTER);
                 }
             }
         }
-        self.rows_pending.fetch_sub(seg.rows, Ordering::SeqCst);
-        self.pending_segments.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One hour's file of a range still open, being written under a hidden name.
+struct HourFile {
+    tmp: PathBuf,
+    /// Kept until the file appears, to write it again after a failure.
+    batches: Vec<RecordBatch>,
+    writer: Option<ArrowWriter<File>>,
+}
+
+impl HourFile {
+    /// Writes the newest batch, or the whole file again after a failure.
+    fn write(&mut self, props: &WriterProperties) -> Result<(), String> {
+        let ctx =
+            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", self.tmp.display());
+        let result = match &mut self.writer {
+            Some(w) => match self.batches.last() {
+                Some(b) => w.write(b).map_err(|e| ctx("cannot write", &e)),
+                None => Ok(()),
+            },
+            None => {
+                if let Some(dir) = self.tmp.parent() {
+                    create_dir_durably(dir)
+                        .map_err(|e| ctx("cannot create the directory of", &e))?;
+                }
+                let file = File::create(&self.tmp).map_err(|e| ctx("cannot create", &e))?;
+                let mut w = ArrowWriter::try_new(file, archive_schema(), Some(props.clone()))
+                    .map_err(|e| ctx("cannot write", &e))?;
+                let written = self
+                    .batches
+                    .iter()
+                    .try_for_each(|b| w.write(b))
+                    .map_err(|e| ctx("cannot write", &e));
+                self.writer = Some(w);
+                written
+            }
+        };
+        if result.is_err() {
+            self.discard();
+        }
+        result
+    }
+
+    /// Finishes the file and moves it to `path`.
+    fn finish(&mut self, props: &WriterProperties, path: &Path) -> Result<(), String> {
+        if self.writer.is_none() {
+            self.write(props)?;
+        }
+        let ctx =
+            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", self.tmp.display());
+        let Some(w) = self.writer.take() else {
+            return Err(ctx("lost the writer of", &"no writer"));
+        };
+        let done = (|| {
+            let file = w.into_inner().map_err(|e| ctx("cannot finish", &e))?;
+            file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
+            std::fs::rename(&self.tmp, path).map_err(|e| ctx("cannot rename", &e))?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
+            }
+            Ok(())
+        })();
+        if done.is_err() {
+            self.discard();
+        }
+        done
+    }
+
+    /// Drops what was written, so that the next attempt starts the file again.
+    fn discard(&mut self) {
+        self.writer = None;
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// The writer thread's state: the ranges still open, by `(partition, first offset)`.
+struct Writer {
+    inner: Arc<Inner>,
+    props: WriterProperties,
+    open: BTreeMap<(i32, i64), BTreeMap<i64, HourFile>>,
+    open_rows: BTreeMap<(i32, i64), u64>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        for job in rx {
+            match job {
+                Job::Rows {
+                    partition,
+                    first,
+                    hour,
+                    batch,
+                } => self.append(partition, first, hour, batch),
+                Job::Close {
+                    partition,
+                    first,
+                    last,
+                } => self.close(partition, first, last),
+            }
+            self.inner.pending_jobs.fetch_sub(1, Ordering::SeqCst);
+        }
+        // Ranges never closed (a worker failed): their files never appear.
+        for (key, hours) in std::mem::take(&mut self.open) {
+            for mut f in hours.into_values() {
+                f.discard();
+            }
+            let rows = self.open_rows.remove(&key).unwrap_or(0);
+            self.inner.rows_pending.fetch_sub(rows, Ordering::SeqCst);
+            self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+        }
+    }
+
+    fn append(&mut self, partition: i32, first: i64, hour: i64, batch: RecordBatch) {
+        *self.open_rows.entry((partition, first)).or_default() += batch.num_rows() as u64;
+        let cfg = &self.inner.cfg;
+        let file = self
+            .open
+            .entry((partition, first))
+            .or_default()
+            .entry(hour)
+            .or_insert_with(|| HourFile {
+                tmp: cfg
+                    .dir
+                    .join(hour_dir(hour))
+                    .join(SegmentName::open_tmp_name(&cfg.log, partition, first)),
+                batches: Vec::new(),
+                writer: None,
+            });
+        file.batches.push(batch);
+        let props = &self.props;
+        // On failure the file is written again from its batches, at the next attempt or at
+        // close.
+        self.inner.retry(|| file.write(props));
+    }
+
+    fn close(&mut self, partition: i32, first: i64, last: i64) {
+        let hours = self.open.remove(&(partition, first)).unwrap_or_default();
+        let rows = self.open_rows.remove(&(partition, first)).unwrap_or(0);
+        let name = SegmentName {
+            log: self.inner.cfg.log.clone(),
+            partition,
+            first,
+            last,
+        };
+        let mut complete = true;
+        for (hour, mut file) in hours {
+            let path = segment_path(&self.inner.cfg.dir, hour, &name);
+            if path.exists() {
+                tracing::warn!(file = %path.display(), "already archived; not written again");
+                file.discard();
+                continue;
+            }
+            let props = &self.props;
+            if self.inner.retry(|| file.finish(props, &path)) {
+                self.inner.files_written.fetch_add(1, Ordering::Relaxed);
+            } else {
+                file.discard();
+                complete = false;
+            }
+        }
+        self.inner.rows_pending.fetch_sub(rows, Ordering::SeqCst);
+        if complete {
+            self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
+        } else {
+            self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+        }
     }
 }
 
@@ -241,7 +402,7 @@ impl ArchiveMonitor {
 
     /// True while readers should not read more: the writer is failing, or behind.
     pub fn must_wait(&self) -> bool {
-        self.0.pending_segments.load(Ordering::SeqCst) >= MAX_PENDING_SEGMENTS
+        self.0.pending_jobs.load(Ordering::SeqCst) >= MAX_PENDING_JOBS
             || self.0.error.lock().is_ok_and(|g| g.is_some())
     }
 }
@@ -258,12 +419,12 @@ impl ArchiveSink {
                 "archive: removed the leftovers of interrupted writes"
             );
         }
-        let (tx, rx) = mpsc::channel::<Segment>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let inner = Arc::new(Inner {
             cfg,
             coverage,
             tx: Mutex::new(Some(tx)),
-            pending_segments: AtomicUsize::new(0),
+            pending_jobs: AtomicUsize::new(0),
             rows_pending: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
@@ -275,12 +436,13 @@ impl ArchiveSink {
         let writer = std::thread::Builder::new()
             .name("emoflow-archive".into())
             .spawn({
-                let inner = inner.clone();
-                move || {
-                    for seg in rx {
-                        inner.write(seg);
-                    }
-                }
+                let writer = Writer {
+                    inner: inner.clone(),
+                    props: parquet_properties(),
+                    open: BTreeMap::new(),
+                    open_rows: BTreeMap::new(),
+                };
+                move || writer.run(rx)
             })
             .map_err(|e| format!("cannot start the archive writer: {e}"))?;
         Ok(ArchiveSink {
@@ -301,13 +463,13 @@ impl ArchiveSink {
             tx.take();
         }
         let deadline = Instant::now() + patience;
-        while self.inner.pending_segments.load(Ordering::SeqCst) > 0 {
-            if self.inner.error().is_some() && Instant::now() >= deadline {
-                self.inner.abandon.store(true, Ordering::SeqCst);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
         if let Some(w) = self.writer.take() {
+            while !w.is_finished() {
+                if self.inner.error().is_some() && Instant::now() >= deadline {
+                    self.inner.abandon.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = w.join();
         }
         self.monitor().report()
@@ -347,7 +509,11 @@ impl PartitionArchiver {
             if self.coverage.holds(offset, hour_of(e.ts)) {
                 self.inner.rows_already.fetch_add(1, Ordering::Relaxed);
             } else {
-                self.rows.push(e, self.partition, offset);
+                match self.rows.push(e, self.partition, offset) {
+                    Ok(Some((hour, batch))) => self.send_rows(hour, batch),
+                    Ok(None) => {}
+                    Err(e) => self.unbuildable(&e),
+                }
                 if self.rows.len() >= self.inner.cfg.roll_rows {
                     self.roll();
                 }
@@ -362,32 +528,48 @@ impl PartitionArchiver {
         }
     }
 
-    /// Hands the range gathered so far to the writer, and starts a new one.
+    fn send_rows(&self, hour: i64, batch: RecordBatch) {
+        if let Some(first) = self.first {
+            self.inner.send(Job::Rows {
+                partition: self.partition,
+                first,
+                hour,
+                batch,
+            });
+        }
+    }
+
+    /// The builders always match the schema: this would be a bug, not bad input.
+    fn unbuildable(&self, e: &arrow_schema::ArrowError) {
+        tracing::error!("archive: cannot build a batch: {e}");
+        self.inner.rows_abandoned.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Hands the rest of the range gathered so far to the writer, closes it (its files appear),
+    /// and starts a new one.
     pub fn roll(&mut self) {
-        let Some(first) = self.first.take() else {
-            return;
-        };
-        self.boundary = None;
-        if self.rows.is_empty() {
+        if self.first.is_none() {
             return;
         }
-        let rows = self.rows.len() as u64;
+        self.boundary = None;
+        if self.rows.is_empty() {
+            self.first = None;
+            return;
+        }
         match self.rows.take() {
-            Ok(hours) => self.inner.send(Segment {
-                name: SegmentName {
-                    log: self.inner.cfg.log.clone(),
-                    partition: self.partition,
-                    first,
-                    last: self.last,
-                },
-                hours,
-                rows,
-            }),
-            Err(e) => {
-                // The builders always match the schema; this would be a bug, not bad input.
-                tracing::error!("archive: cannot build a batch: {e}");
-                self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+            Ok(hours) => {
+                for (hour, batch) in hours {
+                    self.send_rows(hour, batch);
+                }
             }
+            Err(e) => self.unbuildable(&e),
+        }
+        if let Some(first) = self.first.take() {
+            self.inner.send(Job::Close {
+                partition: self.partition,
+                first,
+                last: self.last,
+            });
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Accepted events gathered column by column, one set of columns per hour of event time, until
-//! they are written as one file per hour.
+//! Accepted events gathered column by column, one set of columns per hour of event time, and
+//! handed to the writer in chunks, so that encoding keeps pace with reading.
 
 use std::sync::Arc;
 
@@ -82,7 +82,11 @@ impl ArchiveRows {
     }
 }
 
-/// Rows of one partition, by hour of event time, in offset order within each hour.
+/// Rows gathered in one hour's columns before they go to the writer as one batch.
+pub const CHUNK_ROWS: usize = 16_384;
+
+/// Rows of one partition's current range, by hour of event time, in offset order within each
+/// hour.
 #[derive(Default)]
 pub struct HourRows {
     hours: Vec<(i64, ArchiveRows)>,
@@ -92,8 +96,14 @@ pub struct HourRows {
 }
 
 impl HourRows {
-    /// Appends an accepted event read at `(partition, offset)`.
-    pub fn push(&mut self, e: &Event<'_>, partition: i32, offset: i64) {
+    /// Appends an accepted event read at `(partition, offset)`; returns its hour's batch once
+    /// that holds [`CHUNK_ROWS`] rows.
+    pub fn push(
+        &mut self,
+        e: &Event<'_>,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<(i64, RecordBatch)>, arrow_schema::ArrowError> {
         let hour = hour_of(e.ts);
         if self.hours.get(self.last).is_none_or(|(h, _)| *h != hour) {
             self.last = match self.hours.iter().position(|(h, _)| *h == hour) {
@@ -104,26 +114,33 @@ impl HourRows {
                 }
             };
         }
-        self.hours[self.last].1.push(e, partition, offset);
+        let cols = &mut self.hours[self.last].1;
+        cols.push(e, partition, offset);
         self.rows += 1;
+        if cols.len() >= CHUNK_ROWS {
+            return cols.finish().map(|b| Some((hour, b)));
+        }
+        Ok(None)
     }
 
-    /// Rows gathered.
+    /// Rows of the range so far (handed over or not).
     pub fn len(&self) -> usize {
         self.rows
     }
 
-    /// True when no row is gathered.
+    /// True when the range has no row.
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
-    /// One batch per hour (hour start in ms), emptying the buffer.
+    /// The rows not yet handed over, one batch per hour (hour start in ms); the range starts
+    /// afresh.
     pub fn take(&mut self) -> Result<Vec<(i64, RecordBatch)>, arrow_schema::ArrowError> {
         self.rows = 0;
         self.last = 0;
         std::mem::take(&mut self.hours)
             .into_iter()
+            .filter(|(_, cols)| !cols.is_empty())
             .map(|(h, mut cols)| cols.finish().map(|b| (h, b)))
             .collect()
     }
