@@ -30,6 +30,9 @@ pub fn parquet_properties() -> WriterProperties {
             .set_column_dictionary_enabled(ColumnPath::from(col), false)
             .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
     }
+    for col in ["kafka_offset", "kafka_partition"] {
+        b = b.set_column_compression(ColumnPath::from(col), Compression::UNCOMPRESSED);
+    }
     b.build()
 }
 

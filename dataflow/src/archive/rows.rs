@@ -32,15 +32,21 @@ impl Default for ArchiveRows {
 impl ArchiveRows {
     /// No rows yet.
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// No rows yet, with room for `rows` (so that a chunk never grows its buffers).
+    pub fn with_capacity(rows: usize) -> Self {
+        let text = |bytes_per_row| StringBuilder::with_capacity(rows, rows * bytes_per_row);
         ArchiveRows {
-            user_id: StringBuilder::new(),
-            event_type: StringBuilder::new(),
-            emoji: StringBuilder::new(),
-            tier: StringBuilder::new(),
-            amount: Float64Builder::new(),
-            ts: TimestampMillisecondBuilder::new().with_timezone("UTC"),
-            partition: Int32Builder::new(),
-            offset: Int64Builder::new(),
+            user_id: text(12),
+            event_type: text(6),
+            emoji: text(6),
+            tier: text(4),
+            amount: Float64Builder::with_capacity(rows),
+            ts: TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            partition: Int32Builder::with_capacity(rows),
+            offset: Int64Builder::with_capacity(rows),
         }
     }
 
@@ -109,7 +115,8 @@ impl HourRows {
             self.last = match self.hours.iter().position(|(h, _)| *h == hour) {
                 Some(i) => i,
                 None => {
-                    self.hours.push((hour, ArchiveRows::new()));
+                    self.hours
+                        .push((hour, ArchiveRows::with_capacity(CHUNK_ROWS)));
                     self.hours.len() - 1
                 }
             };
@@ -118,7 +125,9 @@ impl HourRows {
         cols.push(e, partition, offset);
         self.rows += 1;
         if cols.len() >= CHUNK_ROWS {
-            return cols.finish().map(|b| Some((hour, b)));
+            let batch = cols.finish()?;
+            *cols = ArchiveRows::with_capacity(CHUNK_ROWS);
+            return Ok(Some((hour, batch)));
         }
         Ok(None)
     }
