@@ -461,3 +461,76 @@ fn get_named(
         .map(|c| convert(&c, to, names[0]))
         .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    fn write(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let batch =
+            RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())
+                .unwrap();
+        let mut w = ArrowWriter::try_new(File::create(path).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[test]
+    fn foreign_and_corrupt_files_are_reported_and_skipped_and_rows_are_validated() {
+        let dir = std::env::temp_dir().join(format!("emoflow-pq-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("date=2026-01-01/hour=00")).unwrap();
+        // Someone else's file with the event columns, ts as integer ms, one invalid row.
+        write(
+            &dir.join("date=2026-01-01/hour=00/theirs.parquet"),
+            vec![
+                (
+                    "user_id",
+                    Arc::new(StringArray::from(vec![Some("a"), Some("")])) as ArrayRef,
+                ),
+                ("emoji_type", Arc::new(StringArray::from(vec!["🔥", "x"]))),
+                ("ts", Arc::new(Int64Array::from(vec![5, 6]))),
+            ],
+        );
+        // A Parquet file that holds no events, a corrupt one, a stray text file, a hidden one.
+        write(
+            &dir.join("other.parquet"),
+            vec![("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef)],
+        );
+        std::fs::write(dir.join("broken.parquet"), b"PAR1 not really").unwrap();
+        std::fs::write(dir.join("notes.txt"), b"hello").unwrap();
+        std::fs::write(dir.join("date=2026-01-01/hour=00/.x.parquet.tmp"), b"half").unwrap();
+
+        let input = ParquetInput::open(&dir).unwrap();
+        assert_eq!(input.file_count(), 1);
+        let problems = input.problems().join("\n");
+        for bad in ["other.parquet", "broken.parquet", "notes.txt"] {
+            assert!(problems.contains(bad), "{problems}");
+        }
+        assert!(!problems.contains(".x.parquet.tmp"), "{problems}");
+        let mut rows = Vec::new();
+        for g in input.row_groups() {
+            input
+                .read(g, |r| {
+                    rows.push((r.offset, r.event.map(|e| (e.user_id.into_owned(), e.ts))))
+                })
+                .unwrap();
+        }
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], (0, Ok(("a".to_owned(), 5))));
+        let rejected = rows[1].1.as_ref().unwrap_err();
+        assert_eq!(rejected.reason, crate::RejectReason::EmptyField);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
