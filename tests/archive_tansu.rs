@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use emoflow_fixtures::{diff, expected, Params};
-use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use emoflow_ingest::generator::GeneratorConfig;
 use emoflow_ingest::parquet_source::ParquetInput;
 use emoflow_ingest::{decode_event, Event};
 use serde_json::{json, Value};
@@ -33,24 +33,13 @@ const BAD: [&str; 4] = [
 ];
 
 fn lines(n: u64, seed: u64) -> Vec<String> {
-    let mut buf = Vec::new();
-    Generator::new(GeneratorConfig {
+    let cfg = GeneratorConfig {
         seed,
         users: 80,
         step_ms: 4_000.0,
         ..Default::default()
-    })
-    .write_ndjson(n, &mut buf, |_| {})
-    .unwrap();
-    let mut lines: Vec<String> = String::from_utf8(buf)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    for (i, bad) in BAD.iter().enumerate() {
-        lines.insert(i * 613 + 7, (*bad).to_owned());
-    }
-    lines
+    };
+    support::lines_with_bad(n, cfg, &BAD, (613, 7))
 }
 
 /// Line i's event and position, for the accepted lines.

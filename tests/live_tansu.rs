@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use emoflow_fixtures::{diff, expected, Params};
-use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use emoflow_ingest::generator::GeneratorConfig;
 use emoflow_ingest::kafka::ensure_topic;
 use serde_json::{json, Value};
 use support::{broker_required, Serve, Tansu};
@@ -32,23 +32,12 @@ const BAD: [&str; 5] = [
 
 /// Generated events with malformed messages mixed in.
 fn lines(n: u64) -> Vec<String> {
-    let mut buf = Vec::new();
-    Generator::new(GeneratorConfig {
+    let cfg = GeneratorConfig {
         users: 60,
         step_ms: 3_000.0,
         ..Default::default()
-    })
-    .write_ndjson(n, &mut buf, |_| {})
-    .unwrap();
-    let mut lines: Vec<String> = String::from_utf8(buf)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    for (i, bad) in BAD.iter().enumerate() {
-        lines.insert(i * 397 + 11, (*bad).to_owned());
-    }
-    lines
+    };
+    support::lines_with_bad(n, cfg, &BAD, (397, 11))
 }
 
 fn oracle(lines: &[String]) -> Value {

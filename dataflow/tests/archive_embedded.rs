@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use emoflow_dataflow::archive::{ArchiveConfig, ArchiveReport};
 use emoflow_dataflow::{
-    run_views, start_kafka, InputData, KafkaInput, KafkaRunOptions, RunOptions, ViewConfig,
-    ViewsDocument,
+    run_views, start_kafka, InputData, KafkaInput, KafkaRun, KafkaRunOptions, RunOptions,
+    ViewConfig, ViewsDocument,
 };
 use emoflow_fixtures::{diff, expected, Params};
 use emoflow_ingest::archive_format::{hour_dir, hour_of};
@@ -75,8 +75,9 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Reads the whole topic with 2 workers, archiving into `dir` in ranges of `roll_rows`.
-fn archive(t: &Topic, dir: &Path, roll_rows: usize) -> ArchiveReport {
+/// Starts reading the whole topic with 2 workers, archiving into `dir` in ranges of
+/// `roll_rows`.
+fn start_archiving(t: &Topic, dir: &Path, roll_rows: usize, batch_messages: usize) -> KafkaRun {
     let ranges = resolve_range(
         &t.brokers,
         "events",
@@ -86,7 +87,7 @@ fn archive(t: &Topic, dir: &Path, roll_rows: usize) -> ArchiveReport {
     .unwrap();
     let opts = KafkaRunOptions {
         workers: 2,
-        batch_messages: 300,
+        batch_messages,
         archive: Some(ArchiveConfig {
             roll_rows,
             ..ArchiveConfig::new(dir.to_owned(), "events".into())
@@ -98,8 +99,16 @@ fn archive(t: &Topic, dir: &Path, roll_rows: usize) -> ArchiveReport {
         topic: "events".into(),
         ranges,
     };
-    let out = start_kafka(input, opts, |_| {}).unwrap().wait().unwrap();
-    out.archive.unwrap()
+    start_kafka(input, opts, |_| {}).unwrap()
+}
+
+/// Reads the whole topic, archiving; what the archive did.
+fn archive(t: &Topic, dir: &Path, roll_rows: usize) -> ArchiveReport {
+    start_archiving(t, dir, roll_rows, 300)
+        .wait()
+        .unwrap()
+        .archive
+        .unwrap()
 }
 
 /// Every archived row as `(partition, offset) -> normalised event`, failing on a duplicate.
@@ -242,31 +251,7 @@ fn a_failing_writer_pauses_reading_and_loses_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&blocker, b"in the way").unwrap();
 
-    let ranges = resolve_range(
-        &t.brokers,
-        "events",
-        OffsetSpec::Earliest,
-        OffsetSpec::Latest,
-    )
-    .unwrap();
-    let run = start_kafka(
-        KafkaInput {
-            brokers: t.brokers.clone(),
-            topic: "events".into(),
-            ranges,
-        },
-        KafkaRunOptions {
-            workers: 2,
-            batch_messages: 100,
-            archive: Some(ArchiveConfig {
-                roll_rows: 200,
-                ..ArchiveConfig::new(dir.clone(), "events".into())
-            }),
-            ..Default::default()
-        },
-        |_| {},
-    )
-    .unwrap();
+    let run = start_archiving(&t, &dir, 200, 100);
     let monitor = run.archive_monitor().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while monitor.report().error.is_none() {

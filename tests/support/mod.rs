@@ -300,3 +300,26 @@ pub fn check_with_readers(path: &std::path::Path, expected: &Value) -> bool {
     );
     true
 }
+
+/// `n` generated events (`users` users, a mean `step_ms` apart, seeded with `seed`) as NDJSON
+/// lines, with the `bad` lines mixed in: bad line i goes in at `i * spacing + first`.
+pub fn lines_with_bad(
+    n: u64,
+    cfg: emoflow_ingest::generator::GeneratorConfig,
+    bad: &[&str],
+    (spacing, first): (usize, usize),
+) -> Vec<String> {
+    let mut buf = Vec::new();
+    emoflow_ingest::generator::Generator::new(cfg)
+        .write_ndjson(n, &mut buf, |_| {})
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    for (i, b) in bad.iter().enumerate() {
+        lines.insert(i * spacing + first, (*b).to_owned());
+    }
+    lines
+}
