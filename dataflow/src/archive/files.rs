@@ -86,17 +86,31 @@ pub fn write_parquet_atomically(
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ctx("cannot write", &e))?;
         fill(&mut writer).map_err(|e| ctx("cannot write", &e))?;
-        let file = writer.into_inner().map_err(|e| ctx("cannot finish", &e))?;
-        file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        std::fs::rename(&tmp, path).map_err(|e| ctx("cannot rename", &e))?;
-        sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
-        Ok(size)
+        publish(writer, &tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Finishes the file `writer` writes at `tmp`, makes it durable and moves it to `path` (in the
+/// same directory); returns its size in bytes.
+pub fn publish(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, String> {
+    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
+    let file = writer.into_inner().map_err(|e| ctx("cannot finish", &e))?;
+    file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(tmp, path).map_err(|e| ctx("cannot rename", &e))?;
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
+    }
+    Ok(size)
 }
 
 /// Where the file of `name` for the hour starting at `hour_ms` goes under `archive`.

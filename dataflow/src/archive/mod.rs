@@ -38,7 +38,7 @@ use serde::Serialize;
 pub use coverage::{Coverage, PartitionCoverage};
 pub use files::ROW_GROUP_ROWS;
 pub use files::{
-    create_dir_durably, parquet_properties, segment_path, sync_dir, write_batch,
+    create_dir_durably, parquet_properties, publish, segment_path, sync_dir, write_batch,
     write_parquet_atomically,
 };
 pub use rows::ArchiveRows;
@@ -237,20 +237,10 @@ impl HourFile {
         if self.writer.is_none() {
             self.write(props)?;
         }
-        let ctx =
-            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", self.tmp.display());
         let Some(w) = self.writer.take() else {
-            return Err(ctx("lost the writer of", &"no writer"));
+            return Err(format!("lost the writer of {}", self.tmp.display()));
         };
-        let done = (|| {
-            let file = w.into_inner().map_err(|e| ctx("cannot finish", &e))?;
-            file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
-            std::fs::rename(&self.tmp, path).map_err(|e| ctx("cannot rename", &e))?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
-            }
-            Ok(())
-        })();
+        let done = publish(w, &self.tmp, path).map(|_| ());
         if done.is_err() {
             self.discard();
         }
