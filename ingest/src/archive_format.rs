@@ -118,11 +118,6 @@ impl SegmentName {
         )
     }
 
-    /// The hidden name the file has while it is being written.
-    pub fn tmp_name(&self) -> String {
-        format!(".{}{TMP_SUFFIX}", self.file_name())
-    }
-
     /// Reads a name written by [`SegmentName::file_name`]; `None` for any other name.
     pub fn parse(name: &str) -> Option<SegmentName> {
         let stem = name.strip_suffix(PARQUET_SUFFIX)?;
@@ -146,7 +141,7 @@ impl SegmentName {
         format!(".{log}.p{partition}.{first}-{PARQUET_SUFFIX}{TMP_SUFFIX}")
     }
 
-    /// True for the name of a file left half-written (see [`SegmentName::tmp_name`]).
+    /// True for the name of a file left half-written (see [`SegmentName::open_tmp_name`]).
     pub fn is_tmp(name: &str) -> bool {
         name.starts_with('.') && name.ends_with(TMP_SUFFIX)
     }
@@ -169,7 +164,6 @@ mod tests {
             "emoji.events~20261123T101500Z.p3.120-239.parquet"
         );
         assert_eq!(SegmentName::parse(&n.file_name()), Some(n.clone()));
-        assert!(SegmentName::is_tmp(&n.tmp_name()));
         assert!(SegmentName::is_tmp(&SegmentName::open_tmp_name("t", 1, 5)));
         assert!(!SegmentName::is_tmp(&n.file_name()));
         for bad in [

@@ -200,7 +200,7 @@ impl IngestWindow {
         }
     }
 
-    /// The largest chunk a single partition may take at once (for error messages).
+    /// What one partition's log may hold ahead of the readers (for error messages).
     pub fn limits(&self) -> LogLimits {
         self.limits
     }

@@ -16,9 +16,11 @@ use parquet::schema::types::ColumnPath;
 /// enough that workers share a file's row groups and that `ts` statistics prune well.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// How archive and export files are encoded: zstd; dictionaries for the string columns (the
-/// writer falls back to plain pages where a dictionary stops paying); delta encoding for the
-/// nearly sorted `ts` and the consecutive `kafka_offset`; page statistics for pruning.
+/// How archive and export files are encoded: zstd (level 3); dictionaries for the string
+/// columns (the writer falls back to plain pages where a dictionary stops paying); delta
+/// encoding for the nearly sorted `ts` and the consecutive `kafka_offset`, which then need no
+/// compression, nor does the run-length encoded `kafka_partition`; page statistics for
+/// pruning.
 pub fn parquet_properties() -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
