@@ -118,7 +118,8 @@ enum Share {
 /// order.
 fn balance(groups: Vec<RowGroupRef>, workers: usize) -> Vec<Vec<RowGroupRef>> {
     let mut shares: Vec<(u64, Vec<RowGroupRef>)> = vec![(0, Vec::new()); workers.max(1)];
-    let mut by_size = groups;
+    // An empty row group would read as the end of a worker's share.
+    let mut by_size: Vec<RowGroupRef> = groups.into_iter().filter(|g| g.rows > 0).collect();
     by_size.sort_by_key(|g| std::cmp::Reverse(g.rows));
     for g in by_size {
         if let Some(least) = shares.iter_mut().min_by_key(|(rows, _)| *rows) {
@@ -418,13 +419,12 @@ impl<'a> Source<'a> {
                 batch_lines,
             ),
             SourceKind::Parquet { input, groups } => {
-                let Some(group) = groups.next() else {
-                    return Ok((0, 0));
-                };
                 let dead_letters = self.dead_letters.as_ref();
-                let mut read = 0usize;
-                input
-                    .read(group, |row| {
+                // A row group that cannot be decoded is reported and skipped (no row of it is
+                // counted: it is decoded whole before any row is handed over).
+                for group in groups.by_ref() {
+                    let mut read = 0usize;
+                    let result = input.read(group, |row| {
                         read += 1;
                         match row.event {
                             Ok(event) => feed.accept(&event, row.partition, row.offset),
@@ -439,9 +439,13 @@ impl<'a> Source<'a> {
                                 }
                             }
                         }
-                    })
-                    .map_err(RunError::Io)?;
-                Ok((read.max(1), read as u64))
+                    });
+                    match result {
+                        Ok(()) => return Ok((read, read as u64)),
+                        Err(e) => tracing::warn!("skipped: {e}"),
+                    }
+                }
+                Ok((0, 0))
             }
         }
     }
