@@ -136,12 +136,12 @@ impl SegmentName {
         })
     }
 
-    /// The hidden name of the file of a range that starts at `first` and has not ended yet.
-    pub fn open_tmp_name(log: &str, partition: i32, first: i64) -> String {
-        format!(".{log}.p{partition}.{first}-{PARQUET_SUFFIX}{TMP_SUFFIX}")
+    /// The hidden name the file is written under before it is renamed into place.
+    pub fn tmp_name(&self) -> String {
+        format!(".{}{TMP_SUFFIX}", self.file_name())
     }
 
-    /// True for the name of a file left half-written (see [`SegmentName::open_tmp_name`]).
+    /// True for the name of a file left half-written (see [`SegmentName::tmp_name`]).
     pub fn is_tmp(name: &str) -> bool {
         name.starts_with('.') && name.ends_with(TMP_SUFFIX)
     }
@@ -164,7 +164,7 @@ mod tests {
             "emoji.events~20261123T101500Z.p3.120-239.parquet"
         );
         assert_eq!(SegmentName::parse(&n.file_name()), Some(n.clone()));
-        assert!(SegmentName::is_tmp(&SegmentName::open_tmp_name("t", 1, 5)));
+        assert!(SegmentName::is_tmp(&n.tmp_name()));
         assert!(!SegmentName::is_tmp(&n.file_name()));
         for bad in [
             "x.parquet",

@@ -2,6 +2,7 @@
 //! beside their final one, fsynced, renamed, and the directory fsynced.
 
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -103,6 +104,32 @@ pub fn publish(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64
     let file = writer.into_inner().map_err(|e| ctx("cannot finish", &e))?;
     file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    rename_durably(tmp, path)?;
+    Ok(size)
+}
+
+/// Writes a whole encoded file at `path`, atomically: under the hidden name `tmp` beside it,
+/// fsynced, renamed, the directory fsynced. On failure nothing is left at either name.
+pub fn publish_bytes(bytes: &[u8], tmp: &Path, path: &Path) -> Result<(), String> {
+    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
+    let result = (|| {
+        if let Some(dir) = tmp.parent() {
+            create_dir_durably(dir).map_err(|e| ctx("cannot create the directory of", &e))?;
+        }
+        let mut file = File::create(tmp).map_err(|e| ctx("cannot create", &e))?;
+        file.write_all(bytes).map_err(|e| ctx("cannot write", &e))?;
+        file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
+        rename_durably(tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}
+
+/// Renames `tmp` to `path` (in the same directory) and makes the rename durable.
+fn rename_durably(tmp: &Path, path: &Path) -> Result<(), String> {
+    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
     std::fs::rename(tmp, path).map_err(|e| ctx("cannot rename", &e))?;
     if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
@@ -112,7 +139,7 @@ pub fn publish(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64
         };
         sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
     }
-    Ok(size)
+    Ok(())
 }
 
 /// Where the file of `name` for the hour starting at `hour_ms` goes under `archive`.

@@ -4,12 +4,14 @@
 //! The worker that reads a partition also archives it: each accepted event goes into that
 //! partition's [`PartitionArchiver`] (rejected ones only advance its offset range). A range of
 //! offsets becomes one file per hour of event time. Rows go to a single writer thread in
-//! chunks as they come, so Parquet encoding keeps pace with reading and never holds up the
-//! dataflow; the range rolls by rows, by age, or where a range already on disk begins or ends,
-//! and then its files are finished, fsynced and renamed into place. Exactly-once comes from the file names (see
-//! [`coverage`]): at start the archive is read back, half-written files are removed, and an
-//! event whose hour already has a file covering its offset is not written again, so a crash,
-//! a restart or a replay of an archived range adds nothing and loses nothing.
+//! chunks as they come, which encodes them in memory (compressed, a few bytes per event), so
+//! encoding keeps pace with reading and never holds up the dataflow, and no rows are kept. The
+//! range rolls by rows, by age, or where a range already on disk begins or ends; then its
+//! files are written under hidden names, fsynced and renamed into place. Exactly-once comes
+//! from the file names (see [`coverage`]): at start the archive is read back, half-written
+//! files are removed, and an event whose hour already has a file covering its offset is not
+//! written again, so a crash, a restart or a replay of an archived range adds nothing and
+//! loses nothing.
 //!
 //! While the writer fails (a full disk, a directory made read-only) it retries every second,
 //! the sink reports the error, and [`ArchiveMonitor::must_wait`] tells the readers to stop
@@ -19,17 +21,15 @@ pub mod coverage;
 mod files;
 mod rows;
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::fs::File;
-use std::path::Path;
-
 use arrow_array::RecordBatch;
-use emoflow_ingest::archive_format::{archive_schema, hour_dir, hour_of, SegmentName};
+use emoflow_ingest::archive_format::{archive_schema, hour_of, SegmentName};
 use emoflow_ingest::Event;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -38,8 +38,8 @@ use serde::Serialize;
 pub use coverage::{Coverage, PartitionCoverage};
 pub use files::ROW_GROUP_ROWS;
 pub use files::{
-    create_dir_durably, parquet_properties, publish, segment_path, sync_dir, write_batch,
-    write_parquet_atomically,
+    create_dir_durably, parquet_properties, publish, publish_bytes, segment_path, sync_dir,
+    write_batch, write_parquet_atomically,
 };
 pub use rows::ArchiveRows;
 
@@ -191,75 +191,25 @@ impl Inner {
     }
 }
 
-/// One hour's file of a range still open, being written under a hidden name.
-struct HourFile {
-    tmp: PathBuf,
-    /// Kept until the file appears, to write it again after a failure.
-    batches: Vec<RecordBatch>,
-    writer: Option<ArrowWriter<File>>,
-}
-
-impl HourFile {
-    /// Writes the newest batch, or the whole file again after a failure.
-    fn write(&mut self, props: &WriterProperties) -> Result<(), String> {
-        let ctx =
-            |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", self.tmp.display());
-        let result = match &mut self.writer {
-            Some(w) => match self.batches.last() {
-                Some(b) => w.write(b).map_err(|e| ctx("cannot write", &e)),
-                None => Ok(()),
-            },
-            None => {
-                if let Some(dir) = self.tmp.parent() {
-                    create_dir_durably(dir)
-                        .map_err(|e| ctx("cannot create the directory of", &e))?;
-                }
-                let file = File::create(&self.tmp).map_err(|e| ctx("cannot create", &e))?;
-                let mut w = ArrowWriter::try_new(file, archive_schema(), Some(props.clone()))
-                    .map_err(|e| ctx("cannot write", &e))?;
-                let written = self
-                    .batches
-                    .iter()
-                    .try_for_each(|b| w.write(b))
-                    .map_err(|e| ctx("cannot write", &e));
-                self.writer = Some(w);
-                written
-            }
-        };
-        if result.is_err() {
-            self.discard();
-        }
-        result
-    }
-
-    /// Finishes the file and moves it to `path`.
-    fn finish(&mut self, props: &WriterProperties, path: &Path) -> Result<(), String> {
-        if self.writer.is_none() {
-            self.write(props)?;
-        }
-        let Some(w) = self.writer.take() else {
-            return Err(format!("lost the writer of {}", self.tmp.display()));
-        };
-        let done = publish(w, &self.tmp, path).map(|_| ());
-        if done.is_err() {
-            self.discard();
-        }
-        done
-    }
-
-    /// Drops what was written, so that the next attempt starts the file again.
-    fn discard(&mut self) {
-        self.writer = None;
-        let _ = std::fs::remove_file(&self.tmp);
-    }
-}
+/// One hour's file of a range still open, encoded in memory as rows arrive: compressed, a
+/// file is a few bytes per event, so a range can be held until it ends and written to disk in
+/// one go, and written again if that fails, without keeping its rows.
+type HourFile = ArrowWriter<Vec<u8>>;
 
 /// The writer thread's state: the ranges still open, by `(partition, first offset)`.
 struct Writer {
     inner: Arc<Inner>,
     props: WriterProperties,
-    open: BTreeMap<(i32, i64), BTreeMap<i64, HourFile>>,
-    open_rows: BTreeMap<(i32, i64), u64>,
+    open: BTreeMap<(i32, i64), OpenRange>,
+}
+
+/// A range being written: its files by hour, and its rows.
+#[derive(Default)]
+struct OpenRange {
+    hours: BTreeMap<i64, HourFile>,
+    rows: u64,
+    /// Rows that could not be encoded (a bug, not bad input): the range's files never appear.
+    broken: bool,
 }
 
 impl Writer {
@@ -271,7 +221,7 @@ impl Writer {
                     first,
                     hour,
                     batch,
-                } => self.append(partition, first, hour, batch),
+                } => self.append(partition, first, hour, &batch),
                 Job::Close {
                     partition,
                     first,
@@ -281,70 +231,82 @@ impl Writer {
             self.inner.pending_jobs.fetch_sub(1, Ordering::SeqCst);
         }
         // Ranges never closed (a worker failed): their files never appear.
-        for (key, hours) in std::mem::take(&mut self.open) {
-            for mut f in hours.into_values() {
-                f.discard();
-            }
-            let rows = self.open_rows.remove(&key).unwrap_or(0);
-            self.inner.rows_pending.fetch_sub(rows, Ordering::SeqCst);
-            self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+        for range in std::mem::take(&mut self.open).into_values() {
+            self.inner
+                .rows_pending
+                .fetch_sub(range.rows, Ordering::SeqCst);
+            self.inner
+                .rows_abandoned
+                .fetch_add(range.rows, Ordering::SeqCst);
         }
     }
 
-    fn append(&mut self, partition: i32, first: i64, hour: i64, batch: RecordBatch) {
-        *self.open_rows.entry((partition, first)).or_default() += batch.num_rows() as u64;
-        let cfg = &self.inner.cfg;
-        let file = self
-            .open
-            .entry((partition, first))
-            .or_default()
-            .entry(hour)
-            .or_insert_with(|| HourFile {
-                tmp: cfg
-                    .dir
-                    .join(hour_dir(hour))
-                    .join(SegmentName::open_tmp_name(&cfg.log, partition, first)),
-                batches: Vec::new(),
-                writer: None,
-            });
-        file.batches.push(batch);
-        let props = &self.props;
-        // On failure the file is written again from its batches, at the next attempt or at
-        // close.
-        self.inner.retry(|| file.write(props));
+    fn append(&mut self, partition: i32, first: i64, hour: i64, batch: &RecordBatch) {
+        let range = self.open.entry((partition, first)).or_default();
+        range.rows += batch.num_rows() as u64;
+        if range.broken {
+            return;
+        }
+        let encoded = match range.hours.entry(hour) {
+            Entry::Occupied(mut o) => o.get_mut().write(batch),
+            Entry::Vacant(v) => {
+                ArrowWriter::try_new(Vec::new(), archive_schema(), Some(self.props.clone()))
+                    .and_then(|w| v.insert(w).write(batch))
+            }
+        };
+        if let Err(e) = encoded {
+            tracing::error!("archive: cannot encode rows of partition {partition}: {e}");
+            range.broken = true;
+            range.hours.clear();
+        }
     }
 
     fn close(&mut self, partition: i32, first: i64, last: i64) {
-        let hours = self.open.remove(&(partition, first)).unwrap_or_default();
-        let rows = self.open_rows.remove(&(partition, first)).unwrap_or(0);
+        let range = self.open.remove(&(partition, first)).unwrap_or_default();
         let name = SegmentName {
             log: self.inner.cfg.log.clone(),
             partition,
             first,
             last,
         };
-        let mut complete = true;
-        for (hour, mut file) in hours {
-            let path = segment_path(&self.inner.cfg.dir, hour, &name);
-            if path.exists() {
-                tracing::warn!(file = %path.display(), "already archived; not written again");
-                file.discard();
-                continue;
-            }
-            let props = &self.props;
-            if self.inner.retry(|| file.finish(props, &path)) {
-                self.inner.files_written.fetch_add(1, Ordering::Relaxed);
-            } else {
-                file.discard();
-                complete = false;
+        let mut complete = !range.broken;
+        for (hour, file) in range.hours {
+            match file.into_inner() {
+                Ok(bytes) => complete &= self.write_file(hour, &name, &bytes),
+                Err(e) => {
+                    tracing::error!("archive: cannot finish a file of partition {partition}: {e}");
+                    complete = false;
+                }
             }
         }
-        self.inner.rows_pending.fetch_sub(rows, Ordering::SeqCst);
+        self.inner
+            .rows_pending
+            .fetch_sub(range.rows, Ordering::SeqCst);
         if complete {
-            self.inner.rows_written.fetch_add(rows, Ordering::Relaxed);
+            self.inner
+                .rows_written
+                .fetch_add(range.rows, Ordering::Relaxed);
         } else {
-            self.inner.rows_abandoned.fetch_add(rows, Ordering::SeqCst);
+            self.inner
+                .rows_abandoned
+                .fetch_add(range.rows, Ordering::SeqCst);
         }
+    }
+
+    /// Writes one hour's file of a range, retrying while the disk refuses; false when the
+    /// sink gave up on it.
+    fn write_file(&self, hour: i64, name: &SegmentName, bytes: &[u8]) -> bool {
+        let path = segment_path(&self.inner.cfg.dir, hour, name);
+        if path.exists() {
+            tracing::warn!(file = %path.display(), "already archived; not written again");
+            return true;
+        }
+        let tmp = path.with_file_name(name.tmp_name());
+        let written = self.inner.retry(|| publish_bytes(bytes, &tmp, &path));
+        if written {
+            self.inner.files_written.fetch_add(1, Ordering::Relaxed);
+        }
+        written
     }
 }
 
@@ -430,7 +392,6 @@ impl ArchiveSink {
                     inner: inner.clone(),
                     props: parquet_properties(),
                     open: BTreeMap::new(),
-                    open_rows: BTreeMap::new(),
                 };
                 move || writer.run(rx)
             })
