@@ -2,11 +2,18 @@
 //! environment variable.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use emoflow_dataflow::ViewConfig;
 use emoflow_ingest::kafka::OffsetSpec;
+
+use crate::arg_values::{duration_ms, positive_duration_ms, time_ms, whole};
+
+/// Most worker threads: far beyond any machine's cores, low enough to catch a typo.
+const MAX_WORKERS: u64 = 1024;
+/// Most partitions emoflow creates a topic with.
+const MAX_PARTITIONS: u64 = 100_000;
+const ANY: u64 = u64::MAX;
 
 /// Exact real-time analytics for reaction and activity events.
 #[derive(Debug, Parser)]
@@ -43,26 +50,20 @@ pub enum Command {
     BenchRun(BenchRunArgs),
 }
 
-/// A duration such as `30m`, `10s`, `500ms` or `7d`.
-fn duration_ms(s: &str) -> Result<i64, String> {
-    let d: Duration = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
-    i64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
-}
-
 /// Parameters of the views.
 #[derive(Debug, Clone, Args)]
 pub struct ViewArgs {
     /// K of the ties-aware top-K (1..=1000).
-    #[arg(long, default_value_t = 3, env = "EMOFLOW_TOP_K")]
+    #[arg(long, default_value_t = 3, env = "EMOFLOW_TOP_K", value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
     pub top_k: usize,
     /// Width of the tumbling event-time windows.
-    #[arg(long, default_value = "10s", value_parser = duration_ms, env = "EMOFLOW_WINDOW")]
+    #[arg(long, default_value = "10s", value_parser = positive_duration_ms, env = "EMOFLOW_WINDOW")]
     pub window: i64,
     /// Largest gap between two events of one session.
-    #[arg(long, default_value = "30m", value_parser = duration_ms, env = "EMOFLOW_SESSION_GAP")]
+    #[arg(long, default_value = "30m", value_parser = positive_duration_ms, env = "EMOFLOW_SESSION_GAP")]
     pub session_gap: i64,
     /// Event time behind the newest event that sessions and filter matches keep.
-    #[arg(long, default_value = "7d", value_parser = duration_ms, env = "EMOFLOW_RETENTION")]
+    #[arg(long, default_value = "7d", value_parser = positive_duration_ms, env = "EMOFLOW_RETENTION")]
     pub retention: i64,
 }
 
@@ -89,7 +90,7 @@ pub struct QueryArgs {
     #[arg(long, env = "EMOFLOW_FILTERS")]
     pub filters: Option<PathBuf>,
     /// Worker threads.
-    #[arg(long, default_value_t = 1, env = "EMOFLOW_WORKERS")]
+    #[arg(long, default_value_t = 1, env = "EMOFLOW_WORKERS", value_parser = whole::<usize>(1, MAX_WORKERS), allow_negative_numbers = true)]
     pub workers: usize,
     /// The views' parameters.
     #[command(flatten)]
@@ -98,10 +99,10 @@ pub struct QueryArgs {
     #[arg(long, env = "EMOFLOW_DEAD_LETTERS")]
     pub dead_letters: Option<PathBuf>,
     /// Lines per dataflow time, per worker.
-    #[arg(long, default_value_t = 65_536, env = "EMOFLOW_BATCH_LINES")]
+    #[arg(long, default_value_t = 65_536, env = "EMOFLOW_BATCH_LINES", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub batch_lines: usize,
     /// Indent the JSON output.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_PRETTY")]
     pub pretty: bool,
 }
 
@@ -116,10 +117,10 @@ pub struct StorageArgs {
     #[arg(long, env = "EMOFLOW_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
     /// An archive file rolls once it holds this many events (per partition).
-    #[arg(long, default_value_t = 1_000_000, env = "EMOFLOW_ARCHIVE_ROLL_ROWS")]
+    #[arg(long, default_value_t = 1_000_000, env = "EMOFLOW_ARCHIVE_ROLL_ROWS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub archive_roll_rows: usize,
     /// An archive file rolls once its first event is this many seconds old.
-    #[arg(long, default_value_t = 60, env = "EMOFLOW_ARCHIVE_ROLL_SECS")]
+    #[arg(long, default_value_t = 60, env = "EMOFLOW_ARCHIVE_ROLL_SECS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub archive_roll_secs: u64,
 }
 
@@ -133,10 +134,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
     pub topic: String,
     /// Partitions of the topic when emoflow creates it.
-    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS")]
+    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS", value_parser = whole::<i32>(1, MAX_PARTITIONS), allow_negative_numbers = true)]
     pub partitions: i32,
     /// Worker threads of the dataflow.
-    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS")]
+    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS", value_parser = whole::<usize>(1, MAX_WORKERS), allow_negative_numbers = true)]
     pub workers: usize,
     /// Address of the HTTP API.
     #[arg(long, default_value = "127.0.0.1:8080", env = "EMOFLOW_LISTEN")]
@@ -145,13 +146,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub views: ViewArgs,
     /// Length of a processing-time epoch: the views advance this often.
-    #[arg(long, default_value = "20ms", value_parser = duration_ms, env = "EMOFLOW_TICK")]
+    #[arg(long, default_value = "20ms", value_parser = positive_duration_ms, env = "EMOFLOW_TICK")]
     pub tick: i64,
     /// Largest HTTP request body.
-    #[arg(long, default_value_t = 16 << 20, env = "EMOFLOW_BODY_LIMIT")]
+    #[arg(long, default_value_t = 16 << 20, env = "EMOFLOW_BODY_LIMIT", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub body_limit: usize,
     /// How long HTTP ingest waits for the broker's acknowledgement before answering 503.
-    #[arg(long, default_value = "5s", value_parser = duration_ms, env = "EMOFLOW_PRODUCE_TIMEOUT")]
+    #[arg(long, default_value = "5s", value_parser = positive_duration_ms, env = "EMOFLOW_PRODUCE_TIMEOUT")]
     pub produce_timeout: i64,
     /// How long HTTP ingest lets the producer gather events into one request to the broker:
     /// longer batches more (more single-event requests per second), at that much latency.
@@ -172,13 +173,13 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Synthetic events per second.
-    #[arg(long, default_value_t = 1000, env = "EMOFLOW_RATE")]
+    #[arg(long, default_value_t = 1000, env = "EMOFLOW_RATE", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub rate: u64,
     /// Distinct users of the synthetic load.
-    #[arg(long, default_value_t = 1000, env = "EMOFLOW_USERS")]
+    #[arg(long, default_value_t = 1000, env = "EMOFLOW_USERS", value_parser = whole::<u32>(1, ANY), allow_negative_numbers = true)]
     pub users: u32,
     /// Seed of the generator.
-    #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED")]
+    #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED", value_parser = whole::<u64>(0, ANY), allow_negative_numbers = true)]
     pub seed: u64,
     /// The service.
     #[command(flatten)]
@@ -195,7 +196,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
     pub topic: String,
     /// Partitions of the topic when it has to be created.
-    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS")]
+    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS", value_parser = whole::<i32>(1, MAX_PARTITIONS), allow_negative_numbers = true)]
     pub partitions: i32,
     /// Send this NDJSON file's lines (as they are, bad ones too) instead of generated events.
     #[arg(long, env = "EMOFLOW_INPUT")]
@@ -204,19 +205,19 @@ pub struct ProduceArgs {
     #[arg(long, env = "EMOFLOW_TO_FILE")]
     pub to_file: Option<PathBuf>,
     /// How many events (generated ones; a file sends all its lines unless this is smaller).
-    #[arg(long, env = "EMOFLOW_EVENTS")]
+    #[arg(long, env = "EMOFLOW_EVENTS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub events: Option<u64>,
     /// Events per second (0: as fast as the broker takes them).
-    #[arg(long, default_value_t = 0, env = "EMOFLOW_RATE")]
+    #[arg(long, default_value_t = 0, env = "EMOFLOW_RATE", value_parser = whole::<u64>(0, ANY), allow_negative_numbers = true)]
     pub rate: u64,
     /// Seed of the generator: the same seed gives the same events.
-    #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED")]
+    #[arg(long, default_value_t = 42, env = "EMOFLOW_SEED", value_parser = whole::<u64>(0, ANY), allow_negative_numbers = true)]
     pub seed: u64,
     /// Distinct users.
-    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_USERS")]
+    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_USERS", value_parser = whole::<u32>(1, ANY), allow_negative_numbers = true)]
     pub users: u32,
     /// Mean event-time step between events.
-    #[arg(long, default_value = "20ms", value_parser = duration_ms, env = "EMOFLOW_STEP")]
+    #[arg(long, default_value = "20ms", value_parser = positive_duration_ms, env = "EMOFLOW_STEP")]
     pub step: i64,
 }
 
@@ -237,7 +238,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "latest", env = "EMOFLOW_TO")]
     pub to: OffsetSpec,
     /// Worker threads.
-    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS")]
+    #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS", value_parser = whole::<usize>(1, MAX_WORKERS), allow_negative_numbers = true)]
     pub workers: usize,
     /// A JSON array of filters to count matches of.
     #[arg(long, env = "EMOFLOW_FILTERS")]
@@ -249,7 +250,7 @@ pub struct ReplayArgs {
     #[arg(long, env = "EMOFLOW_OUT")]
     pub out: Option<PathBuf>,
     /// Indent the JSON output.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_PRETTY")]
     pub pretty: bool,
     /// Also archive the range to Parquet, into DIR (without DIR: `--archive-dir`, or
     /// `<data-dir>/archive`). What is archived already is not written again.
@@ -285,19 +286,11 @@ pub struct ExportArgs {
     pub out: PathBuf,
     /// Also write the views over the exported events as Parquet tables beside it
     /// (`OUT-STEM.counts.parquet`, `.event_types`, `.top`, `.windows`, `.sessions`).
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_EXPORT_VIEWS")]
     pub views: bool,
     /// The views' parameters (with --views).
     #[command(flatten)]
     pub view_args: ViewArgs,
-}
-
-/// An RFC 3339 time or integer milliseconds since 1970.
-fn time_ms(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    emoflow_ingest::parse_rfc3339_ms(s).map_err(|e| e.detail)
 }
 
 /// `emoflow bench`.
@@ -308,40 +301,42 @@ pub struct BenchArgs {
     #[arg(long, default_value = "memory", env = "EMOFLOW_BENCH_SOURCE")]
     pub source: String,
     /// An NDJSON file, for `--source file`.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_INPUT")]
     pub input: Option<PathBuf>,
     /// Worker counts to measure, comma-separated.
     #[arg(
         long,
         default_value = "1,2",
         value_delimiter = ',',
-        env = "EMOFLOW_BENCH_WORKERS"
+        env = "EMOFLOW_BENCH_WORKERS",
+        value_parser = whole::<usize>(1, MAX_WORKERS),
+        allow_negative_numbers = true
     )]
     pub workers: Vec<usize>,
     /// Events per run (generated sources).
-    #[arg(long, default_value_t = 2_000_000, env = "EMOFLOW_BENCH_EVENTS")]
+    #[arg(long, default_value_t = 2_000_000, env = "EMOFLOW_BENCH_EVENTS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub events: u64,
     /// Distinct users (generated sources).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_BENCH_USERS", value_parser = whole::<u32>(1, ANY), allow_negative_numbers = true)]
     pub users: u32,
     /// Runs per worker count; the table shows the median.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, env = "EMOFLOW_BENCH_RUNS", value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
     pub runs: usize,
     /// Synthetic filters in force during the runs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "EMOFLOW_BENCH_FILTERS", value_parser = whole::<usize>(0, 100_000), allow_negative_numbers = true)]
     pub filters: usize,
     /// Kafka bootstrap servers, for `--source kafka` (default: the embedded broker).
     #[arg(long, env = "EMOFLOW_BROKERS")]
     pub brokers: Option<String>,
     /// Partitions of the benchmark topic, for `--source kafka`.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, env = "EMOFLOW_BENCH_PARTITIONS", value_parser = whole::<i32>(1, MAX_PARTITIONS), allow_negative_numbers = true)]
     pub partitions: i32,
     /// For `--source kafka`: also drain the topic into the views and the Parquet archive
     /// (paired with the views alone), and report the archive's cost and bytes per event.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_BENCH_ARCHIVE")]
     pub archive: bool,
     /// Write the results as CSV here.
-    #[arg(long, default_value = "bench-out/bench.csv")]
+    #[arg(long, default_value = "bench-out/bench.csv", env = "EMOFLOW_BENCH_CSV")]
     pub csv: PathBuf,
     /// The views' parameters.
     #[command(flatten)]
@@ -352,22 +347,22 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct FreshnessArgs {
     /// The running service (`emoflow serve`).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "EMOFLOW_URL")]
     pub url: String,
     /// The brokers it reads.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_BROKERS")]
     pub brokers: String,
     /// Its topic.
-    #[arg(long, default_value = "emoji-events")]
+    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
     pub topic: String,
     /// Events per second.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, env = "EMOFLOW_RATE", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub rate: u64,
-    /// How long to produce.
-    #[arg(long, default_value_t = 20)]
+    /// How long to produce, in seconds.
+    #[arg(long, default_value_t = 20, env = "EMOFLOW_SECONDS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub seconds: u64,
-    /// The producer's linger (batching delay), part of the measured time.
-    #[arg(long, default_value_t = 5)]
+    /// The producer's linger (batching delay) in ms, part of the measured time.
+    #[arg(long, default_value_t = 5, env = "EMOFLOW_LINGER_MS", value_parser = whole::<u64>(0, 10_000), allow_negative_numbers = true)]
     pub linger_ms: u64,
 }
 
@@ -395,4 +390,84 @@ pub struct BenchRunArgs {
     /// The views' parameters.
     #[command(flatten)]
     pub views: ViewArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_flag_reads_its_environment_variable() {
+        let cli = Cli::command();
+        for cmd in cli.get_subcommands().filter(|c| !c.is_hide_set()) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+                assert!(
+                    env.as_deref().is_some_and(|e| e.starts_with("EMOFLOW_")),
+                    "{} --{id} has no EMOFLOW_* variable",
+                    cmd.get_name()
+                );
+            }
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => panic!("{args:?} was accepted: {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn senseless_values_get_a_clear_error() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["emoflow", "produce", "--step", "0ms"], "at least 1ms"),
+            (&["emoflow", "serve", "--workers", "0"], "from 1 to"),
+            (&["emoflow", "serve", "--partitions", "0"], "from 1 to"),
+            (&["emoflow", "serve", "--tick", "0ms"], "at least 1ms"),
+            (
+                &["emoflow", "serve", "--produce-timeout", "0s"],
+                "at least 1ms",
+            ),
+            (
+                &["emoflow", "query", "--input", "x", "--batch-lines", "0"],
+                "at least 1",
+            ),
+            (&["emoflow", "demo", "--rate", "0"], "at least 1"),
+            (&["emoflow", "demo", "--users", "0"], "at least 1"),
+            (&["emoflow", "bench", "--runs", "0"], "from 1 to"),
+            (&["emoflow", "bench", "--events", "0"], "at least 1"),
+            (&["emoflow", "bench", "--events", "-1"], "at least 1"),
+            (&["emoflow", "bench", "--workers", "1,0"], "from 1 to"),
+            (
+                &["emoflow", "query", "--input", "x", "--window", "0s"],
+                "at least 1ms",
+            ),
+            (
+                &["emoflow", "query", "--input", "x", "--top-k", "0"],
+                "from 1 to 1000",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = refused(args);
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn environment_variables_are_read() {
+        // Only this test sets these variables.
+        std::env::set_var("EMOFLOW_BENCH_RUNS", "7");
+        let cli = Cli::try_parse_from(["emoflow", "bench"]);
+        std::env::remove_var("EMOFLOW_BENCH_RUNS");
+        match cli.map(|c| c.command) {
+            Ok(Command::Bench(b)) => assert_eq!(b.runs, 7),
+            other => panic!("{other:?}"),
+        }
+    }
 }

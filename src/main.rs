@@ -3,6 +3,7 @@
 //! This binary only parses the command line and wires the library crates together: `ingest`
 //! (sources), `dataflow` (the views) and `query-api` (how users read them).
 
+mod arg_values;
 mod bench;
 mod bench_kafka;
 mod cli;
