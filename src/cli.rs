@@ -60,7 +60,7 @@ pub struct ViewArgs {
     #[arg(long, default_value = "10s", value_parser = positive_duration_ms, env = "EMOFLOW_WINDOW")]
     pub window: i64,
     /// Largest gap between two events of one session.
-    #[arg(long, default_value = "30m", value_parser = positive_duration_ms, env = "EMOFLOW_SESSION_GAP")]
+    #[arg(long, default_value = "30m", value_parser = duration_ms, env = "EMOFLOW_SESSION_GAP")]
     pub session_gap: i64,
     /// Event time behind the newest event that sessions and filter matches keep.
     #[arg(long, default_value = "7d", value_parser = positive_duration_ms, env = "EMOFLOW_RETENTION")]
@@ -167,6 +167,11 @@ pub struct ServeArgs {
     /// Do not archive events to Parquet.
     #[arg(long, env = "EMOFLOW_NO_ARCHIVE")]
     pub no_archive: bool,
+    /// How far an event time may lie ahead of the clock (the server's for HTTP ingest, the
+    /// message's Kafka timestamp for the topic); later events are refused as
+    /// `future_timestamp`.
+    #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
+    pub max_future: i64,
 }
 
 /// `emoflow demo`.
@@ -259,6 +264,10 @@ pub struct ReplayArgs {
     /// The data directory, used when archiving into it.
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// How far an event time may lie ahead of its message's Kafka timestamp; later events are
+    /// dead letters (`future_timestamp`), as `serve` judged them.
+    #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
+    pub max_future: i64,
 }
 
 /// `emoflow export`.

@@ -10,6 +10,7 @@ use emoflow_dataflow::{
     parse_filter_list, start_kafka, KafkaInput, KafkaRunOptions, ViewsDocument,
 };
 use emoflow_ingest::kafka::resolve_range;
+use emoflow_ingest::MaxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ReplayArgs;
@@ -99,6 +100,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             filters,
             progress: Some(progress),
             archive: storage.archive.clone(),
+            max_future: MaxFuture(args.max_future),
             ..KafkaRunOptions::default()
         },
         |_| {},

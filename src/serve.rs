@@ -12,6 +12,7 @@ use emoflow_ingest::kafka::{
     ensure_topic, resolve_range, BulkProducer, EmbeddedBroker, EventProducer, OffsetSpec,
     PartitionRange,
 };
+use emoflow_ingest::MaxFuture;
 use emoflow_query_api::window::{IngestWindow, LogLimits};
 use emoflow_query_api::{AppState, HealthProbe, IngestOptions, Publisher, DEFAULT_BODY_LIMIT};
 
@@ -101,6 +102,7 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             // the views still caught up: a modest gain within this machine's noise.
             background: true,
             archive: storage.archive.clone(),
+            max_future: MaxFuture(args.max_future),
             ..KafkaRunOptions::default()
         },
         move |state| publisher.publish(state),
@@ -143,6 +145,7 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             api_token: args.api_token.clone(),
             produce_timeout: Duration::from_millis(args.produce_timeout.max(1) as u64),
             window,
+            max_future: MaxFuture(args.max_future),
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

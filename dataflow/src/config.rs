@@ -3,6 +3,13 @@
 /// How many event-time windows the views show (the newest that hold events).
 pub const WINDOWS_SHOWN: usize = 60;
 
+/// The widest regrouped window served exactly (`GET /top?window=`, `?last=`): one hour.
+pub const WIDEST_WINDOW_MS: i64 = 3_600_000;
+
+/// Most base windows kept for regrouping, so that a tiny `--window` cannot make an hour of
+/// windows unbounded.
+pub const MAX_WINDOWS_KEPT: i64 = 3_600;
+
 /// Parameters of the views (SPEC sections 3 and 5), with SPEC's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewConfig {
@@ -59,8 +66,33 @@ impl ViewConfig {
         Ok(())
     }
 
+    /// The widest multiple of the window served exactly: an hour, or [`MAX_WINDOWS_KEPT`]
+    /// windows when they are shorter than a second, and at least one window.
+    pub fn widest_window_ms(&self) -> i64 {
+        let w = self.window_ms.max(1);
+        let widest = WIDEST_WINDOW_MS.min(w.saturating_mul(MAX_WINDOWS_KEPT));
+        (widest - widest % w).max(w)
+    }
+
     /// Start of the window holding `ts`.
     pub fn window_of(&self, ts: i64) -> i64 {
         ts - ts.rem_euclid(self.window_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_widest_window_is_an_hour_of_whole_windows() {
+        let with = |window_ms| ViewConfig {
+            window_ms,
+            ..ViewConfig::default()
+        };
+        assert_eq!(with(10_000).widest_window_ms(), 3_600_000);
+        assert_eq!(with(7_000).widest_window_ms(), 3_598_000);
+        assert_eq!(with(100).widest_window_ms(), 360_000);
+        assert_eq!(with(7_200_000).widest_window_ms(), 7_200_000);
     }
 }

@@ -194,26 +194,51 @@ pub fn windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
         .rev()
         .take(WINDOWS_SHOWN)
         .map(|(&start, counters)| {
-            let mut doc = WindowDoc {
-                start_ms: start,
-                end_ms: start + cfg.window_ms,
-                total: 0,
-                counts: BTreeMap::new(),
-                top: state
-                    .window_top
-                    .get(&start)
-                    .map(|t| ranked(t.keys().cloned().collect()))
-                    .unwrap_or_default(),
-            };
-            for (slot, count) in counters.keys() {
-                match slot {
-                    WindowSlot::Total => doc.total = *count,
-                    WindowSlot::Emoji(e) => drop(doc.counts.insert(e.clone(), *count)),
-                }
-            }
+            let mut doc = window_doc(start, cfg, counters.keys());
+            doc.top = state
+                .window_top
+                .get(&start)
+                .map(|t| ranked(t.keys().cloned().collect()))
+                .unwrap_or_default();
             doc
         })
         .collect()
+}
+
+/// The base windows that hold events and are held whole for regrouping, oldest first: those
+/// starting less than [`ViewConfig::widest_window_ms`] before the newest. Their `top` is left
+/// empty (the caller ranks what it regroups).
+pub fn whole_windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
+    let Some(&newest) = state.windows.keys().next_back() else {
+        return Vec::new();
+    };
+    let after = newest - cfg.widest_window_ms();
+    state
+        .windows
+        .range(after + 1..)
+        .map(|(&start, counters)| window_doc(start, cfg, counters.keys()))
+        .collect()
+}
+
+fn window_doc<'a>(
+    start: i64,
+    cfg: &ViewConfig,
+    counters: impl Iterator<Item = &'a (WindowSlot, i64)>,
+) -> WindowDoc {
+    let mut doc = WindowDoc {
+        start_ms: start,
+        end_ms: start + cfg.window_ms,
+        total: 0,
+        counts: BTreeMap::new(),
+        top: Vec::new(),
+    };
+    for (slot, count) in counters {
+        match slot {
+            WindowSlot::Total => doc.total = *count,
+            WindowSlot::Emoji(e) => drop(doc.counts.insert(e.clone(), *count)),
+        }
+    }
+    doc
 }
 
 /// The sessions view: a summary and every user's sessions.

@@ -2,13 +2,15 @@
 //! counters pre-aggregated locally (one record per key per batch, not per event) and events
 //! routed to the worker that owns their user, in columnar batches.
 
+use std::collections::VecDeque;
+
 use emoflow_ingest::{Event, RejectCounts, RejectReason};
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch::EventBatch;
 use crate::config::ViewConfig;
-use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
+use crate::update::{CountKey, DeadLetterRecord, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
 /// The worker that owns `user_id`'s sessions and retained events, among `peers`.
@@ -37,6 +39,8 @@ pub struct Feed {
     windows: FxHashMap<i64, WindowAgg>,
     rejected: RejectCounts,
     dead_letters: Vec<DeadLetterRecord>,
+    /// The last accepted events of this batch: (destination batch, index in it, arrival).
+    recent: VecDeque<(usize, usize, i64)>,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -64,13 +68,15 @@ impl Feed {
             windows: FxHashMap::default(),
             rejected: RejectCounts::default(),
             dead_letters: Vec::new(),
+            recent: VecDeque::with_capacity(RECENT_EVENTS + 1),
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
         }
     }
 
-    /// Adds an accepted event read at `(partition, offset)`.
-    pub fn accept(&mut self, e: &Event<'_>, partition: i32, offset: i64) {
+    /// Adds an accepted event read at `(partition, offset)`; `arrival` is its Kafka message
+    /// timestamp (0 for files), which orders `recent` within a dataflow time.
+    pub fn accept(&mut self, e: &Event<'_>, partition: i32, offset: i64, arrival: i64) {
         self.total += 1;
         bump(&mut self.event_types, &e.event_type);
         let window = self.windows.entry(self.cfg.window_of(e.ts)).or_default();
@@ -80,7 +86,13 @@ impl Feed {
             bump(&mut window.emojis, emoji);
         }
         self.newest_ts = self.newest_ts.max(e.ts);
-        self.batches[owner_of(&e.user_id, self.peers) as usize].push(e, partition, offset);
+        let dest = owner_of(&e.user_id, self.peers) as usize;
+        let batch = &mut self.batches[dest];
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((dest, batch.len(), arrival));
+        batch.push(e, partition, offset);
     }
 
     /// Counts a rejected input.
@@ -122,14 +134,9 @@ impl Feed {
         for record in self.dead_letters.drain(..) {
             inputs.extras.update(ViewUpdate::DeadLetter(record), 1);
         }
-        let mut recent: Vec<ShownEvent> = self
-            .batches
-            .iter()
-            .flat_map(|b| b.tail(RECENT_EVENTS).map(|e| e.to_shown()))
-            .collect();
-        recent.sort_unstable();
-        for e in recent.into_iter().rev().take(RECENT_EVENTS) {
-            inputs.extras.update(ViewUpdate::Recent(e), 1);
+        for (dest, i, arrival) in self.recent.drain(..) {
+            let e = self.batches[dest].get(i).to_shown();
+            inputs.extras.update(ViewUpdate::Recent(arrival, e), 1);
         }
         // Every worker must learn a new high-water mark, even ones this batch sends no events.
         let announce = self.newest_ts > self.newest_sent;

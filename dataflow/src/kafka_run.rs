@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use emoflow_ingest::decode_event;
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
+use emoflow_ingest::{decode_event, MaxFuture};
 use timely::dataflow::operators::capture::Capture as _;
 use timely::dataflow::operators::Exchange as _;
 
@@ -71,6 +71,9 @@ pub struct KafkaRunOptions {
     pub background: bool,
     /// Archive every accepted event to Parquet as it is read (see [`crate::archive`]).
     pub archive: Option<ArchiveConfig>,
+    /// How far an event time may lie ahead of its message's Kafka timestamp (or of the
+    /// reader's clock, when that is earlier or absent); later ones are dead letters.
+    pub max_future: MaxFuture,
 }
 
 impl Default for KafkaRunOptions {
@@ -84,6 +87,7 @@ impl Default for KafkaRunOptions {
             progress: None,
             background: false,
             archive: None,
+            max_future: MaxFuture::default(),
         }
     }
 }
@@ -353,10 +357,15 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         if let (Some(r), false) = (reader.as_mut(), full) {
             let budget = opts.batch_messages.saturating_sub(gathered).max(1);
             let t0 = Instant::now();
+            let clock = now_ms() as i64;
             read = r.poll_batch(budget, Duration::from_millis(1), |m| {
-                match decode_event(m.payload, m.timestamp_ms) {
+                // Kafka's timestamp is when the message was produced: replays judge it alike.
+                let produced = m.timestamp_ms.map_or(clock, |t| t.min(clock));
+                let decoded = decode_event(m.payload, m.timestamp_ms)
+                    .and_then(|e| opts.max_future.check(e.ts, produced).map(|()| e));
+                match decoded {
                     Ok(event) => {
-                        feed.accept(&event, m.partition, m.offset);
+                        feed.accept(&event, m.partition, m.offset, m.timestamp_ms.unwrap_or(0));
                         if let Some(a) = archive.as_mut() {
                             a.read(m.partition, m.offset, Some(&event));
                         }

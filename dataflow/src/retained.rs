@@ -167,6 +167,8 @@ pub struct RetainedState {
     filters: BTreeMap<(String, FilterSpec), ActiveFilter>,
     newest_ts: i64,
     dirty_users: Vec<Sym>,
+    /// Users seen for the first time at this time.
+    new_users: Vec<Sym>,
     /// Match counts of filters removed at this time, to retract.
     removed: Vec<(String, i64)>,
 }
@@ -184,6 +186,7 @@ impl RetainedState {
             filters: BTreeMap::new(),
             newest_ts: i64::MIN,
             dirty_users: Vec::new(),
+            new_users: Vec::new(),
             removed: Vec::new(),
         }
     }
@@ -243,6 +246,7 @@ impl RetainedState {
         let sym = self.user_ids.intern(user_id);
         if self.users.len() < sym as usize {
             self.users.resize_with(sym as usize, UserState::default);
+            self.new_users.push(sym);
         }
         sym
     }
@@ -250,8 +254,12 @@ impl RetainedState {
     fn insert(&mut self, batch: &EventBatch) {
         let horizon = self.horizon();
         let gap = self.cfg.session_gap_ms;
-        for e in batch.iter().filter(|e| e.ts >= horizon) {
+        for e in batch.iter() {
+            // Every user is known from their first event, even one already behind the horizon.
             let user = self.user(e.user_id);
+            if e.ts < horizon {
+                continue;
+            }
             let stored = StoredEvent {
                 ts: e.ts,
                 user,
@@ -289,6 +297,9 @@ impl RetainedState {
     }
 
     fn drain(&mut self, emit: &mut impl FnMut(ViewUpdate, isize)) {
+        for user in self.new_users.drain(..) {
+            emit(ViewUpdate::UserSeen(self.user_ids.name(user).to_owned()), 1);
+        }
         for (id, matches) in self.removed.drain(..) {
             if matches != 0 {
                 emit(ViewUpdate::FilterMatches(id), -(matches as isize));

@@ -427,7 +427,7 @@ impl<'a> Source<'a> {
                     let result = input.read(group, |row| {
                         read += 1;
                         match row.event {
-                            Ok(event) => feed.accept(&event, row.partition, row.offset),
+                            Ok(event) => feed.accept(&event, row.partition, row.offset, 0),
                             Err(rejection) => {
                                 feed.reject(rejection.reason);
                                 if let Some(tx) = dead_letters {
@@ -479,7 +479,7 @@ fn ndjson_batch(
                 )),
             };
             match result {
-                Ok(event) => feed.accept(&event, 0, pos.byte_offset as i64),
+                Ok(event) => feed.accept(&event, 0, pos.byte_offset as i64, 0),
                 Err((rejection, bytes)) => {
                     feed.reject(rejection.reason);
                     if let Some(tx) = dead_letters {

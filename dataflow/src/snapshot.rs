@@ -75,8 +75,11 @@ pub struct ViewState {
     pub(crate) filters: Multiset<String>,
     /// Kafka partition -> next offset to read: where these views stand in the log.
     pub positions: BTreeMap<i32, i64>,
-    /// The newest accepted events, newest first.
+    /// The last accepted events in arrival order, the last first: by dataflow time, and within
+    /// one by message timestamp, partition and offset (line order, for files).
     pub recent: Vec<ShownEvent>,
+    /// Recent events of the dataflow time being applied, with their arrival timestamps.
+    arriving: Vec<(i64, ShownEvent)>,
     /// The newest rejected messages, oldest first.
     pub dead_letters: imbl::Vector<Arc<DeadLetterRecord>>,
     /// Offsets the readers passed over because the broker no longer held them.
@@ -106,16 +109,18 @@ impl ViewState {
                 }
             }
             ViewUpdate::Session(user, s) => {
+                // A user whose sessions all left retention stays, with none: seen, not unknown.
                 if let Some(set) = self.sessions.get_mut(&user) {
-                    let set = Arc::make_mut(set);
-                    add(set, s, diff);
-                    if set.is_empty() {
-                        self.sessions.remove(&user);
-                    }
+                    add(Arc::make_mut(set), s, diff);
                 } else {
                     let mut set = Multiset::default();
                     add(&mut set, s, diff);
                     self.sessions.insert(user, Arc::new(set));
+                }
+            }
+            ViewUpdate::UserSeen(user) => {
+                if diff > 0 && !self.sessions.contains_key(&user) {
+                    self.sessions.insert(user, Arc::default());
                 }
             }
             // Filters whose count returns to 0 (removed ones, too) leave nothing behind.
@@ -129,11 +134,9 @@ impl ViewState {
                     self.positions.remove(&p);
                 }
             }
-            ViewUpdate::Recent(e) => {
+            ViewUpdate::Recent(arrival, e) => {
                 if diff > 0 {
-                    self.recent.push(e);
-                    self.recent.sort_unstable_by(|a, b| b.cmp(a));
-                    self.recent.truncate(RECENT_EVENTS);
+                    self.arriving.push((arrival, e));
                 }
             }
             ViewUpdate::Skipped(p, from, to) => {
@@ -152,7 +155,21 @@ impl ViewState {
         }
     }
 
-    /// The sessions of `user`, newest first; `None` for a user with none retained.
+    /// Ends the dataflow time whose updates were applied: its recent events go before the
+    /// earlier ones.
+    pub fn end_time(&mut self) {
+        if self.arriving.is_empty() {
+            return;
+        }
+        let mut now = std::mem::take(&mut self.arriving);
+        now.sort_unstable_by_key(|(at, e)| std::cmp::Reverse((*at, e.partition, e.offset)));
+        now.truncate(RECENT_EVENTS);
+        let older = std::mem::take(&mut self.recent);
+        self.recent = now.into_iter().map(|(_, e)| e).chain(older).collect();
+        self.recent.truncate(RECENT_EVENTS);
+    }
+
+    /// The sessions of `user` still retained, newest first; `None` for a user never seen.
     pub fn sessions_of(&self, user: &str) -> Option<Vec<Session>> {
         let set = self.sessions.get(user)?;
         let mut list: Vec<Session> = set.keys().copied().collect();
@@ -164,6 +181,7 @@ impl ViewState {
     pub fn all_sessions(&self) -> BTreeMap<&str, Vec<Session>> {
         self.sessions
             .iter()
+            .filter(|(_, set)| !set.is_empty())
             .map(|(user, set)| {
                 let mut list: Vec<Session> = set.keys().copied().collect();
                 list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
@@ -229,6 +247,7 @@ impl Collector {
             for (u, d) in updates {
                 self.state.apply(u, d);
             }
+            self.state.end_time();
             self.state.as_of = self.state.as_of.max(time);
         }
         if let Some(l) = limit {

@@ -42,12 +42,17 @@ pub enum ViewUpdate {
     WindowTop(i64, String, i64),
     /// A user's session.
     Session(String, Session),
+    /// A user's first accepted event (only ever added): `/sessions/{user}` knows them even when
+    /// none of their sessions is retained.
+    UserSeen(String),
     /// Matches of the filter with this id (the multiplicity carries the count).
     FilterMatches(String),
     /// The next offset to read in a Kafka partition: where the views stand in the log.
     Position(i32, i64),
-    /// One of the newest accepted events (only ever added; the state keeps the newest few).
-    Recent(ShownEvent),
+    /// One of the newest accepted events, with when it arrived (the Kafka message's timestamp;
+    /// 0 for files), which orders it among the other events of its dataflow time (only ever
+    /// added; the state keeps the newest few).
+    Recent(i64, ShownEvent),
     /// A rejected message (only ever added; the state keeps the newest few thousand).
     DeadLetter(DeadLetterRecord),
     /// Offsets `from..to` of a partition passed over without a message: the broker no longer

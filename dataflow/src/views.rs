@@ -80,7 +80,7 @@ pub fn build_views<'s>(
         }),
         cfg.top_k,
     );
-    let window_counters = window_counts(windows);
+    let window_counters = window_counts(windows, cfg);
     let window_top = top_k(
         window_counters
             .clone()

@@ -1,12 +1,16 @@
 //! Windowed counts (SPEC section 3): counts per tumbling event-time window, of which the views
-//! show the [`WINDOWS_SHOWN`] newest windows that hold events.
+//! show the [`WINDOWS_SHOWN`] newest windows that hold events, and HTTP regroups those of the
+//! last hour into wider windows.
 //!
 //! Workers pre-aggregate their events into `(window, slot) -> delta` before exchanging, so the
 //! exchange carries one record per window and emoji per batch, not per event. Each worker then
-//! owns the windows that hash to it and keeps only the newest [`WINDOWS_SHOWN`] of them: a
-//! window with that many newer non-empty windows on one worker has at least as many globally,
-//! and windows never lose events, so it can never be shown again. State is therefore bounded
-//! by `WINDOWS_SHOWN x workers x emojis`, whatever the event-time span.
+//! owns the windows that hash to it and keeps a window while it is among its [`WINDOWS_SHOWN`]
+//! newest, or starts less than [`ViewConfig::widest_window_ms`] before its newest window. Both
+//! only ever exclude more as windows arrive, and a worker's newest window is never newer than
+//! the newest of all, so an evicted window is never needed again, and every window that starts
+//! less than the widest width before the newest of all is held whole: regrouping those is
+//! exact. State is bounded by `(WINDOWS_SHOWN + an hour of windows) x emojis`, whatever the
+//! event-time span.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +21,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::config::WINDOWS_SHOWN;
+use crate::config::{ViewConfig, WINDOWS_SHOWN};
 use crate::update::WindowSlot;
 
 /// A pre-aggregated change to one window counter.
@@ -26,12 +30,13 @@ pub type WindowDelta = ((i64, WindowSlot), i64);
 /// The window counters `(window start, slot, count)` of the newest windows, as a collection.
 pub fn window_counts<'s>(
     deltas: Stream<'s, u64, Vec<WindowDelta>>,
+    cfg: ViewConfig,
 ) -> VecCollection<'s, u64, (i64, WindowSlot, i64), isize> {
     let route = Exchange::new(|d: &WindowDelta| xxhash_rust::xxh3::xxh3_64(&d.0 .0.to_le_bytes()));
     deltas
         .unary_frontier(route, "WindowCounts", |_cap, _info| {
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<WindowDelta>)> = BTreeMap::new();
-            let mut windows = NewestWindows::default();
+            let mut windows = NewestWindows::new(cfg.widest_window_ms());
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(cap) = cap.retain_least(output.output_index()) else {
@@ -58,14 +63,37 @@ pub fn window_counts<'s>(
 }
 
 /// The window counters one worker owns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct NewestWindows {
     windows: BTreeMap<i64, FxHashMap<WindowSlot, i64>>,
+    /// Windows starting less than this before the newest are kept whatever their number.
+    keep_ms: i64,
 }
 
 impl NewestWindows {
-    /// Applies one time's deltas, evicts windows beyond the newest [`WINDOWS_SHOWN`], and reports
-    /// each counter that changed as `(old, -1)`, `(new, +1)`.
+    fn new(keep_ms: i64) -> Self {
+        NewestWindows {
+            windows: BTreeMap::new(),
+            keep_ms,
+        }
+    }
+
+    /// True when the oldest window is neither among the newest [`WINDOWS_SHOWN`] nor within
+    /// `keep_ms` of the newest.
+    fn oldest_is_done(&self) -> bool {
+        match (
+            self.windows.first_key_value(),
+            self.windows.last_key_value(),
+        ) {
+            (Some((&oldest, _)), Some((&newest, _))) => {
+                self.windows.len() > WINDOWS_SHOWN && oldest <= newest - self.keep_ms
+            }
+            _ => false,
+        }
+    }
+
+    /// Applies one time's deltas, evicts the windows no view needs any more, and reports each
+    /// counter that changed as `(old, -1)`, `(new, +1)`.
     fn apply(
         &mut self,
         deltas: Vec<WindowDelta>,
@@ -78,7 +106,7 @@ impl NewestWindows {
             old.entry((window, slot)).or_insert(*count);
             *count += delta;
         }
-        while self.windows.len() > WINDOWS_SHOWN {
+        while self.oldest_is_done() {
             let Some((window, counters)) = self.windows.pop_first() else {
                 break;
             };
@@ -113,7 +141,7 @@ mod tests {
 
     #[test]
     fn keeps_only_the_newest_windows_and_retracts_the_rest() {
-        let mut w = NewestWindows::default();
+        let mut w = NewestWindows::new(10);
         let mut live: HashMap<(i64, WindowSlot, i64), isize> = HashMap::new();
         for start in 0..(WINDOWS_SHOWN as i64 + 5) {
             let deltas = vec![
@@ -131,5 +159,21 @@ mod tests {
         assert!(live
             .iter()
             .all(|((s, _, c), d)| *s >= 50 && *c == 3 && *d == 1));
+    }
+
+    #[test]
+    fn keeps_every_window_of_the_last_hour() {
+        // 10 ms windows, kept for 1,000 ms: 100 windows, more than the 60 shown.
+        let mut w = NewestWindows::new(1_000);
+        let mut live: HashMap<(i64, WindowSlot, i64), isize> = HashMap::new();
+        for start in 0..300i64 {
+            w.apply(vec![((start * 10, WindowSlot::Total), 1)], |r, d| {
+                *live.entry(r).or_insert(0) += d
+            });
+        }
+        live.retain(|_, d| *d != 0);
+        let starts: Vec<i64> = live.keys().map(|(s, _, _)| *s).collect();
+        assert_eq!(starts.len(), 100);
+        assert!(starts.iter().all(|s| *s > 2_990 - 1_000));
     }
 }

@@ -201,7 +201,19 @@ impl<'a> Fields<'a> {
         };
         let ts = match present(self.ts) {
             Some(v) => Some(timestamp(v)?),
-            None => fallback_ts,
+            None => match fallback_ts {
+                Some(ms) => {
+                    check_ts_range(ms).map_err(|mut r| {
+                        r.detail = format!(
+                            "no ts, and the fallback (the message timestamp): {}",
+                            r.detail
+                        );
+                        r
+                    })?;
+                    Some(ms)
+                }
+                None => None,
+            },
         };
         EventParts {
             user_id: string_field(self.user_id, Slot::UserId)?,
@@ -357,6 +369,54 @@ fn check_ts_range(ms: i64) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// How far ahead of the processing clock an event time may lie (`--max-future`): one far-future
+/// event would otherwise move the retention horizon past everyone's history. Like Kafka's
+/// `log.message.timestamp.after.max.ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxFuture(pub i64);
+
+impl Default for MaxFuture {
+    /// One hour.
+    fn default() -> Self {
+        MaxFuture(3_600_000)
+    }
+}
+
+impl MaxFuture {
+    /// Refuses an event time more than the limit ahead of `clock_ms`.
+    pub fn check(self, ts: i64, clock_ms: i64) -> Result<(), Rejection> {
+        let ahead = ts.saturating_sub(clock_ms);
+        if ahead <= self.0 {
+            return Ok(());
+        }
+        Err(Rejection::new(
+            RejectReason::FutureTimestamp,
+            format!(
+                "ts {ts} is {} ahead of the processing clock ({clock_ms}); at most {} is allowed (--max-future)",
+                human_ms(ahead),
+                human_ms(self.0)
+            ),
+        ))
+    }
+}
+
+/// `90061000` as `1d 1h 1m 1s`, for messages.
+fn human_ms(ms: i64) -> String {
+    let mut left = ms.max(0) / 1000;
+    let mut parts = Vec::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if left >= secs {
+            parts.push(format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    if parts.is_empty() {
+        format!("{}ms", ms.max(0))
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Milliseconds since the Unix epoch of an RFC 3339 time such as `2026-11-22T08:00:00.250Z`.
 pub fn parse_rfc3339_ms(s: &str) -> Result<i64, Rejection> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
@@ -459,6 +519,20 @@ mod tests {
             Ok(e) => panic!("{s} was accepted as {e:?}"),
             Err(r) => r.reason,
         }
+    }
+
+    #[test]
+    fn far_future_times_are_refused_and_fallbacks_range_checked() {
+        let limit = MaxFuture::default();
+        assert_eq!(limit.check(1_000 + 3_600_000, 1_000), Ok(()));
+        let e = limit.check(2 * 86_400_000, 0).unwrap_err();
+        assert_eq!(e.reason, RejectReason::FutureTimestamp);
+        assert!(e.detail.contains("2d ahead"), "{}", e.detail);
+        let r = decode_event(br#"{"user_id":"u","emoji":"x"}"#, Some(-5)).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidTimestamp);
+        assert!(r.detail.contains("message timestamp"), "{}", r.detail);
+        let r = decode_event(br#"{"user_id":"u","emoji":"x"}"#, Some(MAX_TS_MS + 1));
+        assert_eq!(r.unwrap_err().reason, RejectReason::InvalidTimestamp);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod ndjson;
 pub mod parquet_source;
 mod reject;
 
-pub use decode::{decode_event, parse_rfc3339_ms, EventParts};
+pub use decode::{decode_event, parse_rfc3339_ms, EventParts, MaxFuture};
 pub use event::{
     Event, DEFAULT_EVENT_TYPE, MAX_LABEL_BYTES, MAX_MESSAGE_BYTES, MAX_TS_MS, MAX_USER_ID_BYTES,
 };

@@ -26,11 +26,13 @@ pub enum RejectReason {
     InvalidTimestamp,
     /// A field is given twice, for instance as `emoji` and as its alias `emoji_type`.
     DuplicateField,
+    /// The event time lies further ahead of the processing clock than `--max-future` allows.
+    FutureTimestamp,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (for metrics and tests).
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::TooLarge,
         RejectReason::InvalidJson,
         RejectReason::NotAnObject,
@@ -41,6 +43,7 @@ impl RejectReason {
         RejectReason::ControlCharacter,
         RejectReason::InvalidTimestamp,
         RejectReason::DuplicateField,
+        RejectReason::FutureTimestamp,
     ];
 
     /// The reason's stable snake_case name, as shown to users.
@@ -56,6 +59,7 @@ impl RejectReason {
             RejectReason::ControlCharacter => "control_character",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::DuplicateField => "duplicate_field",
+            RejectReason::FutureTimestamp => "future_timestamp",
         }
     }
 

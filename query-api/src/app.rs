@@ -11,6 +11,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::Router;
 use emoflow_ingest::kafka::EventProducer;
+use emoflow_ingest::MaxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -43,6 +44,8 @@ pub struct IngestOptions {
     pub produce_timeout: Duration,
     /// The broker's bounded log, when it has one (the embedded broker).
     pub window: Option<IngestWindow>,
+    /// How far ahead of the server's clock an event time may lie.
+    pub max_future: MaxFuture,
 }
 
 impl Default for IngestOptions {
@@ -52,6 +55,7 @@ impl Default for IngestOptions {
             api_token: None,
             produce_timeout: Duration::from_secs(5),
             window: None,
+            max_future: MaxFuture::default(),
         }
     }
 }
@@ -126,6 +130,11 @@ impl AppState {
     /// How long ingest waits for the broker.
     pub fn produce_timeout(&self) -> Duration {
         self.0.ingest.produce_timeout
+    }
+
+    /// How far ahead of the server's clock an event time may lie.
+    pub fn max_future(&self) -> MaxFuture {
+        self.0.ingest.max_future
     }
 
     /// The broker's bounded log, when ingest must keep within it.

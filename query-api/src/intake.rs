@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use emoflow_ingest::kafka::{Deliveries, PartitionOf, ProduceError};
-use emoflow_ingest::{decode_event, Event, RejectReason, Rejection};
+use emoflow_ingest::{decode_event, Event, MaxFuture, RejectReason, Rejection};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
@@ -74,10 +74,32 @@ fn invalid(index: usize, rejection: &Rejection) -> ApiError {
     )
 }
 
-/// Validates one event and normalises it (the server's clock fills a missing `ts`).
-fn record(index: usize, bytes: &[u8], now: i64, need_emoji: bool) -> Result<Record, ApiError> {
-    let event: Event<'_> = decode_event(bytes, Some(now)).map_err(|r| invalid(index, &r))?;
-    if need_emoji && event.emoji.is_none() {
+/// What an event must satisfy beyond SPEC's rules, for one request.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    /// The server's clock: fills a missing `ts`, and bounds how far ahead one may lie.
+    now: i64,
+    max_future: MaxFuture,
+    /// `POST /emoji` needs an emoji.
+    need_emoji: bool,
+}
+
+impl Check {
+    fn new(app: &AppState, need_emoji: bool) -> Self {
+        Check {
+            now: now_ms(),
+            max_future: app.max_future(),
+            need_emoji,
+        }
+    }
+}
+
+/// Validates one event and normalises it.
+fn record(index: usize, bytes: &[u8], check: Check) -> Result<Record, ApiError> {
+    let event: Event<'_> = decode_event(bytes, Some(check.now))
+        .and_then(|e| check.max_future.check(e.ts, check.now).map(|()| e))
+        .map_err(|r| invalid(index, &r))?;
+    if check.need_emoji && event.emoji.is_none() {
         return Err(invalid(
             index,
             &Rejection::new(
@@ -91,8 +113,7 @@ fn record(index: usize, bytes: &[u8], now: i64, need_emoji: bool) -> Result<Reco
 }
 
 /// Splits and validates a body into records, refusing the whole body at the first bad event.
-fn records(body: &[u8], framing: Framing, need_emoji: bool) -> Result<Vec<Record>, ApiError> {
-    let now = now_ms();
+fn records(body: &[u8], framing: Framing, check: Check) -> Result<Vec<Record>, ApiError> {
     let trimmed = body.trim_ascii();
     let ndjson = framing == Framing::Ndjson
         || (trimmed.first() == Some(&b'{')
@@ -103,7 +124,7 @@ fn records(body: &[u8], framing: Framing, need_emoji: bool) -> Result<Vec<Record
             .split(|b| *b == b'\n')
             .filter(|line| !line.trim_ascii().is_empty())
             .enumerate()
-            .map(|(i, line)| record(i, line, now, need_emoji))
+            .map(|(i, line)| record(i, line, check))
             .collect::<Result<Vec<_>, _>>()?
     } else if trimmed.first() == Some(&b'[') {
         let items: Vec<&RawValue> = serde_json::from_slice(trimmed).map_err(|e| {
@@ -115,10 +136,10 @@ fn records(body: &[u8], framing: Framing, need_emoji: bool) -> Result<Vec<Record
         items
             .iter()
             .enumerate()
-            .map(|(i, raw)| record(i, raw.get().as_bytes(), now, need_emoji))
+            .map(|(i, raw)| record(i, raw.get().as_bytes(), check))
             .collect::<Result<Vec<_>, _>>()?
     } else {
-        vec![record(0, trimmed, now, need_emoji)?]
+        vec![record(0, trimmed, check)?]
     };
     if out.is_empty() {
         return Err(ApiError::bad_request(
@@ -285,7 +306,7 @@ pub async fn post_emoji(
             json!({ "index": 0, "reason": "not_an_object" }),
         ));
     }
-    let rec = record(0, trimmed, now_ms(), true)?;
+    let rec = record(0, trimmed, Check::new(&app, true))?;
     produce(&app, vec![rec]).await
 }
 
@@ -299,7 +320,8 @@ pub async fn post_events(
     let framing = framing(&headers)?;
     let bytes = read_body(&app, body).await?;
     let large = bytes.len() > BLOCKING_BODY_BYTES;
-    let recs = off_runtime(large, move || records(&bytes, framing, false)).await?;
+    let check = Check::new(&app, false);
+    let recs = off_runtime(large, move || records(&bytes, framing, check)).await?;
     produce(&app, recs).await
 }
 
@@ -307,31 +329,60 @@ pub async fn post_events(
 mod tests {
     use super::*;
 
+    fn check(now: i64, need_emoji: bool) -> Check {
+        Check {
+            now,
+            max_future: MaxFuture::default(),
+            need_emoji,
+        }
+    }
+
     #[test]
     fn arrays_ndjson_and_single_objects_split_and_name_the_bad_index() {
         let ok = br#"[{"user_id":"a","emoji":"x"},{"user_id":"b","event_type":"click"}]"#;
-        assert_eq!(records(ok, Framing::Json, false).unwrap().len(), 2);
+        assert_eq!(
+            records(ok, Framing::Json, check(0, false)).unwrap().len(),
+            2
+        );
         let nd = b"{\"user_id\":\"a\",\"emoji\":\"x\"}\n\n{\"user_id\":\"b\",\"emoji\":\"y\"}\n";
-        assert_eq!(records(nd, Framing::Ndjson, false).unwrap().len(), 2);
+        assert_eq!(
+            records(nd, Framing::Ndjson, check(0, false)).unwrap().len(),
+            2
+        );
         // NDJSON sent as plain JSON is still recognised.
-        assert_eq!(records(nd, Framing::Json, false).unwrap().len(), 2);
+        assert_eq!(
+            records(nd, Framing::Json, check(0, false)).unwrap().len(),
+            2
+        );
         let bad = br#"[{"user_id":"a","emoji":"x"},{"emoji":"y"}]"#;
-        let err = records(bad, Framing::Json, false).unwrap_err();
+        let err = records(bad, Framing::Json, check(0, false)).unwrap_err();
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(err.detail["index"], 1);
         assert_eq!(err.detail["reason"], "missing_field");
-        assert!(records(b"[]", Framing::Json, false).is_err());
+        assert!(records(b"[]", Framing::Json, check(0, false)).is_err());
     }
 
     #[test]
     fn a_missing_ts_is_filled_and_the_output_is_normalised() {
-        let (key, value) = record(0, br#"{"user_id":"u","emoji_type":"x"}"#, 77, true).unwrap();
+        let (key, value) =
+            record(0, br#"{"user_id":"u","emoji_type":"x"}"#, check(77, true)).unwrap();
         assert_eq!(key, b"u");
         let v: Value = serde_json::from_slice(&value).unwrap();
         assert_eq!(
             v,
             json!({"user_id":"u","emoji":"x","event_type":"emoji","ts":77})
         );
-        assert!(record(0, br#"{"user_id":"u","event":"click"}"#, 1, true).is_err());
+        assert!(record(0, br#"{"user_id":"u","event":"click"}"#, check(1, true)).is_err());
+    }
+
+    #[test]
+    fn an_event_far_in_the_future_is_refused_with_its_reason() {
+        let day = 86_400_000;
+        let two_days_ahead = format!(r#"{{"user_id":"u","emoji":"x","ts":{}}}"#, 2 * day);
+        let err = record(0, two_days_ahead.as_bytes(), check(0, true)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.detail["reason"], "future_timestamp");
+        let soon = r#"{"user_id":"u","emoji":"x","ts":3600000}"#;
+        assert!(record(0, soon.as_bytes(), check(0, true)).is_ok());
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use emoflow_dataflow::document::{lifetime_top, ranked, windows, SessionDoc, TopEntry, WindowDoc};
+use emoflow_dataflow::document::{
+    lifetime_top, ranked, whole_windows, SessionDoc, TopEntry, WindowDoc,
+};
 use emoflow_dataflow::snapshot::DEAD_LETTERS_KEPT;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -35,6 +37,7 @@ pub async fn stats(State(app): State<AppState>) -> Json<Value> {
 pub struct TopParams {
     k: Option<String>,
     window: Option<String>,
+    last: Option<String>,
 }
 
 fn parse_k(k: Option<&str>) -> Result<usize, ApiError> {
@@ -55,19 +58,44 @@ fn cut(entries: Vec<TopEntry>, k: usize) -> Vec<TopEntry> {
     entries.into_iter().take_while(|e| e.rank <= k).collect()
 }
 
-/// The stored windows regrouped into tumbling windows of `width` ms (a multiple of the
-/// configured window), newest first.
-fn regroup(snap: &Snapshot, width: i64) -> Result<Vec<WindowDoc>, ApiError> {
+/// Checks a regrouping width: a multiple of the configured window, and no wider than the
+/// windows held whole allow.
+fn check_width(snap: &Snapshot, parameter: &str, width: i64) -> Result<(), ApiError> {
     let base = snap.cfg.window_ms;
+    let widest = snap.cfg.widest_window_ms();
     if width % base != 0 {
         return Err(ApiError::bad_request(
-            format!("window must be a multiple of the configured window ({base} ms)"),
-            json!({ "parameter": "window", "value_ms": width, "configured_ms": base }),
+            format!("{parameter} must be a multiple of the configured window ({base} ms)"),
+            json!({ "parameter": parameter, "value_ms": width, "configured_ms": base }),
         ));
     }
+    if width > widest {
+        return Err(ApiError::bad_request(
+            format!(
+                "{parameter} may be at most {widest} ms: only that much of the newest windows is kept whole"
+            ),
+            json!({ "parameter": parameter, "value_ms": width, "max_ms": widest }),
+        ));
+    }
+    Ok(())
+}
+
+/// The base windows regrouped into tumbling windows of `width` ms (a multiple of the
+/// configured window), newest first: only groups whose every base window is held whole, so
+/// none is partial.
+fn regroup(snap: &Snapshot, width: i64) -> Result<Vec<WindowDoc>, ApiError> {
+    check_width(snap, "window", width)?;
+    let whole = whole_windows(&snap.state, &snap.cfg);
+    let Some(newest) = whole.last().map(|w| w.start_ms) else {
+        return Ok(Vec::new());
+    };
+    let held_after = newest - snap.cfg.widest_window_ms();
     let mut groups: BTreeMap<i64, WindowDoc> = BTreeMap::new();
-    for w in windows(&snap.state, &snap.cfg) {
+    for w in whole {
         let start = w.start_ms - w.start_ms.rem_euclid(width);
+        if start <= held_after {
+            continue;
+        }
         let g = groups.entry(start).or_insert_with(|| WindowDoc {
             start_ms: start,
             end_ms: start + width,
@@ -75,19 +103,67 @@ fn regroup(snap: &Snapshot, width: i64) -> Result<Vec<WindowDoc>, ApiError> {
             counts: BTreeMap::new(),
             top: Vec::new(),
         });
-        g.total += w.total;
-        for (emoji, n) in w.counts {
-            *g.counts.entry(emoji).or_default() += n;
-        }
+        add_window(g, w);
     }
     Ok(groups.into_values().rev().collect())
+}
+
+fn add_window(into: &mut WindowDoc, w: WindowDoc) {
+    into.total += w.total;
+    for (emoji, n) in w.counts {
+        *into.counts.entry(emoji).or_default() += n;
+    }
+}
+
+/// The sliding view: the newest base windows that cover the last `last` ms of event time, up
+/// to the end of the newest window (`None` before any event).
+fn sliding(snap: &Snapshot, last: i64) -> Result<Option<WindowDoc>, ApiError> {
+    let base = snap.cfg.window_ms;
+    let covering = last.div_euclid(base) * base + if last % base == 0 { 0 } else { base };
+    check_width(snap, "last", covering.max(base))?;
+    let whole = whole_windows(&snap.state, &snap.cfg);
+    let Some(end) = whole.last().map(|w| w.end_ms) else {
+        return Ok(None);
+    };
+    let start = end - covering.max(base);
+    let mut doc = WindowDoc {
+        start_ms: start,
+        end_ms: end,
+        total: 0,
+        counts: BTreeMap::new(),
+        top: Vec::new(),
+    };
+    for w in whole.into_iter().filter(|w| w.start_ms >= start) {
+        add_window(&mut doc, w);
+    }
+    Ok(Some(doc))
+}
+
+/// Which windowed view a request asks for.
+enum Span {
+    Lifetime,
+    Tumbling(i64),
+    Last(i64),
+}
+
+fn span(window: Option<&str>, last: Option<&str>) -> Result<Span, ApiError> {
+    match (window, last) {
+        (None, None) => Ok(Span::Lifetime),
+        (Some(w), None) => Ok(Span::Tumbling(duration_param("window", w)?)),
+        (None, Some(l)) => Ok(Span::Last(duration_param("last", l)?)),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "give window (tumbling) or last (sliding), not both",
+            json!({ "parameter": "last" }),
+        )),
+    }
 }
 
 fn ranked_counts(counts: &BTreeMap<String, i64>) -> Vec<TopEntry> {
     ranked(counts.iter().map(|(e, n)| (e.clone(), *n)).collect())
 }
 
-/// `GET /top?k=3&window=10s`: the ties-aware top-K, lifetime or of the newest window.
+/// `GET /top?k=3&window=10s` or `?last=5m`: the ties-aware top-K, lifetime, of the newest
+/// tumbling window of that width, or over the last stretch of event time.
 pub async fn top(
     State(app): State<AppState>,
     Query(p): Query<TopParams>,
@@ -95,57 +171,59 @@ pub async fn top(
     let k = parse_k(p.k.as_deref())?;
     let snap = app.snapshot();
     let as_of = snap.state.as_of;
-    match p.window.as_deref() {
-        None => {
+    let span = span(p.window.as_deref(), p.last.as_deref())?;
+    let group = match span {
+        Span::Lifetime => {
             // The dataflow keeps the top-K of its configured K; a larger K ranks the counts.
             let entries = if k <= snap.cfg.top_k {
                 lifetime_top(&snap.state)
             } else {
                 ranked_counts(&snap.lifetime.counts)
             };
-            Ok(Json(
+            return Ok(Json(
                 json!({ "k": k, "top": cut(entries, k), "as_of": as_of }),
-            ))
+            ));
         }
-        Some(w) => {
-            let width = duration_param("window", w)?;
-            let newest = regroup(&snap, width)?.into_iter().next();
-            let (top, window) = match newest {
-                Some(g) => (
-                    cut(ranked_counts(&g.counts), k),
-                    json!({ "start_ms": g.start_ms, "end_ms": g.end_ms, "total": g.total }),
-                ),
-                None => (Vec::new(), Value::Null),
-            };
-            Ok(Json(
-                json!({ "k": k, "window": window, "top": top, "as_of": as_of }),
-            ))
-        }
+        Span::Tumbling(width) => regroup(&snap, width)?.into_iter().next(),
+        Span::Last(last) => sliding(&snap, last)?,
+    };
+    let (top, window) = match group {
+        Some(g) => (
+            cut(ranked_counts(&g.counts), k),
+            json!({ "start_ms": g.start_ms, "end_ms": g.end_ms, "total": g.total }),
+        ),
+        None => (Vec::new(), Value::Null),
+    };
+    let mut answer = json!({ "k": k, "window": window, "top": top, "as_of": as_of });
+    if let Span::Last(last) = span {
+        answer["last_ms"] = json!(last);
     }
+    Ok(Json(answer))
 }
 
 /// Parameters of `GET /counts`.
 #[derive(Debug, Deserialize)]
 pub struct CountsParams {
     window: Option<String>,
+    last: Option<String>,
 }
 
-/// `GET /counts?window=10s`: per-emoji counts, lifetime or per window (newest first).
+/// `GET /counts?window=10s` or `?last=5m`: per-emoji counts, lifetime, per tumbling window
+/// (newest first), or over the last stretch of event time.
 pub async fn counts(
     State(app): State<AppState>,
     Query(p): Query<CountsParams>,
 ) -> Result<Json<Value>, ApiError> {
     let snap = app.snapshot();
     let as_of = snap.state.as_of;
-    match p.window.as_deref() {
-        None => Ok(Json(json!({
+    match span(p.window.as_deref(), p.last.as_deref())? {
+        Span::Lifetime => Ok(Json(json!({
             "total": snap.lifetime.total,
             "counts": snap.lifetime.counts,
             "event_types": snap.lifetime.event_types,
             "as_of": as_of,
         }))),
-        Some(w) => {
-            let width = duration_param("window", w)?;
+        Span::Tumbling(width) => {
             let groups: Vec<Value> = regroup(&snap, width)?
                 .into_iter()
                 .map(|g| {
@@ -158,6 +236,17 @@ pub async fn counts(
             Ok(Json(
                 json!({ "window_ms": width, "windows": groups, "as_of": as_of }),
             ))
+        }
+        Span::Last(last) => {
+            let g = sliding(&snap, last)?;
+            Ok(Json(json!({
+                "last_ms": last,
+                "start_ms": g.as_ref().map(|g| g.start_ms),
+                "end_ms": g.as_ref().map(|g| g.end_ms),
+                "total": g.as_ref().map_or(0, |g| g.total),
+                "counts": g.map(|g| g.counts).unwrap_or_default(),
+                "as_of": as_of,
+            })))
         }
     }
 }
@@ -236,7 +325,7 @@ pub async fn user_sessions(
     let sessions: Vec<SessionDoc> = snap
         .state
         .sessions_of(&user_id)
-        .ok_or_else(|| ApiError::not_found(format!("no sessions for user {user_id:?}")))?
+        .ok_or_else(|| ApiError::not_found(format!("user {user_id:?} was never seen")))?
         .into_iter()
         .map(SessionDoc::from)
         .collect();
