@@ -167,9 +167,8 @@ pub struct ServeArgs {
     /// Do not archive events to Parquet.
     #[arg(long, env = "EMOFLOW_NO_ARCHIVE")]
     pub no_archive: bool,
-    /// How far an event time may lie ahead of the clock (the server's for HTTP ingest, the
-    /// message's Kafka timestamp for the topic); later events are refused as
-    /// `future_timestamp`.
+    /// How far an event time may lie ahead of the clock when it is taken in (over HTTP, or
+    /// read from the topic); later events are refused as `future_timestamp`.
     #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
     pub max_future: i64,
 }
@@ -264,8 +263,8 @@ pub struct ReplayArgs {
     /// The data directory, used when archiving into it.
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// How far an event time may lie ahead of its message's Kafka timestamp; later events are
-    /// dead letters (`future_timestamp`), as `serve` judged them.
+    /// How far an event time may lie ahead of the clock when it is read; later events are dead
+    /// letters (`future_timestamp`).
     #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
     pub max_future: i64,
 }

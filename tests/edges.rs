@@ -233,7 +233,9 @@ fn check_future(serve: &Serve, tansu: Option<&Tansu>, posted: &[Posted]) {
 }
 
 fn check_recent(serve: &Serve, already: i64) {
-    // Posted one at a time, each after the last was acknowledged; older event times last, so
+    // Posted one at a time, each after the last was acknowledged and a tick later (arrival
+    // order is exact between dataflow times; within one, message timestamps of the same
+    // millisecond on different partitions cannot be told apart); older event times last, so
     // that arrival order and event-time order disagree.
     let now = now_ms();
     let users: Vec<String> = (0..12).map(|i| format!("late-{i}")).collect();
@@ -245,6 +247,7 @@ fn check_recent(serve: &Serve, already: i64) {
         };
         let (status, answer) = serve.post("/emoji", "application/json", e.json().as_bytes());
         assert_eq!(status, 202, "{answer}");
+        std::thread::sleep(Duration::from_millis(50));
     }
     // The dead letter counts as one more message.
     let stats = serve.wait_for_events(already + users.len() as i64 + 1);

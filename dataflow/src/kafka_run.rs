@@ -71,8 +71,7 @@ pub struct KafkaRunOptions {
     pub background: bool,
     /// Archive every accepted event to Parquet as it is read (see [`crate::archive`]).
     pub archive: Option<ArchiveConfig>,
-    /// How far an event time may lie ahead of its message's Kafka timestamp (or of the
-    /// reader's clock, when that is earlier or absent); later ones are dead letters.
+    /// How far an event time may lie ahead of the reader's clock; later ones are dead letters.
     pub max_future: MaxFuture,
 }
 
@@ -359,10 +358,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             let t0 = Instant::now();
             let clock = now_ms() as i64;
             read = r.poll_batch(budget, Duration::from_millis(1), |m| {
-                // Kafka's timestamp is when the message was produced: replays judge it alike.
-                let produced = m.timestamp_ms.map_or(clock, |t| t.min(clock));
                 let decoded = decode_event(m.payload, m.timestamp_ms)
-                    .and_then(|e| opts.max_future.check(e.ts, produced).map(|()| e));
+                    .and_then(|e| opts.max_future.check(e.ts, clock).map(|()| e));
                 match decoded {
                     Ok(event) => {
                         feed.accept(&event, m.partition, m.offset, m.timestamp_ms.unwrap_or(0));

@@ -75,8 +75,8 @@ pub struct ViewState {
     pub(crate) filters: Multiset<String>,
     /// Kafka partition -> next offset to read: where these views stand in the log.
     pub positions: BTreeMap<i32, i64>,
-    /// The last accepted events in arrival order, the last first: by dataflow time, and within
-    /// one by message timestamp, partition and offset (line order, for files).
+    /// The last accepted events in arrival order, the last first: exact between dataflow times;
+    /// within one, by message timestamp (ms), partition and offset (line order, for files).
     pub recent: Vec<ShownEvent>,
     /// Recent events of the dataflow time being applied, with their arrival timestamps.
     arriving: Vec<(i64, ShownEvent)>,
