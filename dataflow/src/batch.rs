@@ -167,11 +167,6 @@ impl EventBatch {
         }
     }
 
-    /// The last `n` events (fewer when the batch is smaller).
-    pub fn tail(&self, n: usize) -> impl Iterator<Item = EventRef<'_>> {
-        (self.len().saturating_sub(n)..self.len()).map(|i| self.get(i))
-    }
-
     /// The events in order.
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
         (0..self.len()).map(|i| self.get(i))

@@ -94,6 +94,12 @@ pub fn parse_hour_dir(date: &str, hour: &str) -> Option<i64> {
     Some(secs * 1000 + hour * HOUR_MS)
 }
 
+/// The hidden name a file called `file_name` is written under, beside its final place, until
+/// it is renamed there: readers skip it, and a restart removes it as a leftover.
+pub fn tmp_name(file_name: &str) -> String {
+    format!(".{file_name}{TMP_SUFFIX}")
+}
+
 /// What an archive file holds, as its name says: events of `log` (a Kafka topic, or one run of
 /// the embedded broker), partition `partition`, offsets `first..=last`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,12 +142,7 @@ impl SegmentName {
         })
     }
 
-    /// The hidden name the file is written under before it is renamed into place.
-    pub fn tmp_name(&self) -> String {
-        format!(".{}{TMP_SUFFIX}", self.file_name())
-    }
-
-    /// True for the name of a file left half-written (see [`SegmentName::tmp_name`]).
+    /// True for the name of a file left half-written (see [`tmp_name`]).
     pub fn is_tmp(name: &str) -> bool {
         name.starts_with('.') && name.ends_with(TMP_SUFFIX)
     }
@@ -164,7 +165,7 @@ mod tests {
             "emoji.events~20261123T101500Z.p3.120-239.parquet"
         );
         assert_eq!(SegmentName::parse(&n.file_name()), Some(n.clone()));
-        assert!(SegmentName::is_tmp(&n.tmp_name()));
+        assert!(SegmentName::is_tmp(&tmp_name(&n.file_name())));
         assert!(!SegmentName::is_tmp(&n.file_name()));
         for bad in [
             "x.parquet",

@@ -119,13 +119,14 @@ fn add_window(into: &mut WindowDoc, w: WindowDoc) {
 /// to the end of the newest window (`None` before any event).
 fn sliding(snap: &Snapshot, last: i64) -> Result<Option<WindowDoc>, ApiError> {
     let base = snap.cfg.window_ms;
-    let covering = last.div_euclid(base) * base + if last % base == 0 { 0 } else { base };
-    check_width(snap, "last", covering.max(base))?;
+    // `last` rounded up to whole base windows, at least one.
+    let covering = (last.div_euclid(base) + i64::from(last % base != 0)).max(1) * base;
+    check_width(snap, "last", covering)?;
     let whole = whole_windows(&snap.state, &snap.cfg);
     let Some(end) = whole.last().map(|w| w.end_ms) else {
         return Ok(None);
     };
-    let start = end - covering.max(base);
+    let start = end - covering;
     let mut doc = WindowDoc {
         start_ms: start,
         end_ms: end,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use emoflow_ingest::archive_format::{hour_dir, SegmentName, TMP_SUFFIX};
+use emoflow_ingest::archive_format::{hour_dir, tmp_name, SegmentName};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -63,6 +63,20 @@ pub fn create_dir_durably(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where a file written atomically at `path` stays meanwhile: its directory (`.` for a bare
+/// name) and the hidden name beside it.
+fn aside(path: &Path) -> Result<(&Path, PathBuf), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    Ok((dir, dir.join(tmp_name(&name))))
+}
+
 /// Writes one Parquet file at `path`, atomically: a reader sees no file, or the whole file.
 /// `fill` writes the batches. Returns the file's size in bytes.
 pub fn write_parquet_atomically(
@@ -71,25 +85,19 @@ pub fn write_parquet_atomically(
     props: WriterProperties,
     fill: impl FnOnce(&mut ArrowWriter<File>) -> Result<(), String>,
 ) -> Result<u64, String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{name}{TMP_SUFFIX}"));
+    let (dir, tmp) = aside(path)?;
     let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
-    create_dir_durably(dir).map_err(|e| ctx("cannot create the directory of", &e))?;
     let result = (|| {
+        create_dir_durably(dir).map_err(|e| ctx("cannot create the directory of", &e))?;
         let file = File::create(&tmp).map_err(|e| ctx("cannot create", &e))?;
         let mut writer =
             ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| ctx("cannot write", &e))?;
         fill(&mut writer).map_err(|e| ctx("cannot write", &e))?;
-        publish(writer, &tmp, path)
+        let file = writer.into_inner().map_err(|e| ctx("cannot finish", &e))?;
+        file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        rename_durably(dir, &tmp, path)?;
+        Ok(size)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -97,49 +105,28 @@ pub fn write_parquet_atomically(
     result
 }
 
-/// Finishes the file `writer` writes at `tmp`, makes it durable and moves it to `path` (in the
-/// same directory); returns its size in bytes.
-pub fn publish(writer: ArrowWriter<File>, tmp: &Path, path: &Path) -> Result<u64, String> {
-    let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
-    let file = writer.into_inner().map_err(|e| ctx("cannot finish", &e))?;
-    file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    rename_durably(tmp, path)?;
-    Ok(size)
-}
-
-/// Writes a whole encoded file at `path`, atomically: under the hidden name `tmp` beside it,
-/// fsynced, renamed, the directory fsynced. On failure nothing is left at either name.
-pub fn publish_bytes(bytes: &[u8], tmp: &Path, path: &Path) -> Result<(), String> {
+/// Writes a whole encoded file at `path`, atomically, as [`write_parquet_atomically`] does.
+pub fn publish_bytes(bytes: &[u8], path: &Path) -> Result<(), String> {
+    let (dir, tmp) = aside(path)?;
     let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
     let result = (|| {
-        if let Some(dir) = tmp.parent() {
-            create_dir_durably(dir).map_err(|e| ctx("cannot create the directory of", &e))?;
-        }
-        let mut file = File::create(tmp).map_err(|e| ctx("cannot create", &e))?;
+        create_dir_durably(dir).map_err(|e| ctx("cannot create the directory of", &e))?;
+        let mut file = File::create(&tmp).map_err(|e| ctx("cannot create", &e))?;
         file.write_all(bytes).map_err(|e| ctx("cannot write", &e))?;
         file.sync_all().map_err(|e| ctx("cannot sync", &e))?;
-        rename_durably(tmp, path)
+        rename_durably(dir, &tmp, path)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(tmp);
+        let _ = std::fs::remove_file(&tmp);
     }
     result
 }
 
-/// Renames `tmp` to `path` (in the same directory) and makes the rename durable.
-fn rename_durably(tmp: &Path, path: &Path) -> Result<(), String> {
+/// Renames `tmp` to `path`, both in `dir`, and makes the rename durable.
+fn rename_durably(dir: &Path, tmp: &Path, path: &Path) -> Result<(), String> {
     let ctx = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", tmp.display());
     std::fs::rename(tmp, path).map_err(|e| ctx("cannot rename", &e))?;
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))?;
-    }
-    Ok(())
+    sync_dir(dir).map_err(|e| ctx("cannot sync the directory of", &e))
 }
 
 /// Where the file of `name` for the hour starting at `hour_ms` goes under `archive`.

@@ -38,8 +38,8 @@ use serde::Serialize;
 pub use coverage::{Coverage, PartitionCoverage};
 pub use files::ROW_GROUP_ROWS;
 pub use files::{
-    create_dir_durably, parquet_properties, publish, publish_bytes, segment_path, sync_dir,
-    write_batch, write_parquet_atomically,
+    create_dir_durably, parquet_properties, publish_bytes, segment_path, sync_dir, write_batch,
+    write_parquet_atomically,
 };
 pub use rows::ArchiveRows;
 
@@ -301,8 +301,7 @@ impl Writer {
             tracing::warn!(file = %path.display(), "already archived; not written again");
             return true;
         }
-        let tmp = path.with_file_name(name.tmp_name());
-        let written = self.inner.retry(|| publish_bytes(bytes, &tmp, &path));
+        let written = self.inner.retry(|| publish_bytes(bytes, &path));
         if written {
             self.inner.files_written.fetch_add(1, Ordering::Relaxed);
         }
