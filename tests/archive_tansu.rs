@@ -4,8 +4,8 @@
 //! equals the oracle; `export` of a time range holds exactly its events; a `serve` killed with
 //! SIGKILL while archiving and started again leaves every event exactly once.
 //!
-//! Without tansu (or the Python readers) the tests say SKIPPED and pass, unless
-//! `EMOFLOW_REQUIRE_BROKER=1` (CI sets it, after installing them).
+//! Without tansu the tests show as ignored, with the reason, unless `EMOFLOW_REQUIRE_BROKER=1`
+//! (CI sets it, after installing tansu and the Python readers), which makes them fail instead.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.
 
 mod support;
@@ -86,6 +86,10 @@ fn emoflow(args: &[&str]) -> (String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(emoflow_broker),
+    ignore = "needs tansu (cargo install tansu --locked --features dynostore,libsql); EMOFLOW_REQUIRE_BROKER=1 fails it instead"
+)]
 fn replayed_twice_the_archive_holds_each_accepted_event_once() {
     let Some(tansu) = Tansu::start() else { return };
     let b = tansu.brokers.as_str();
@@ -170,6 +174,10 @@ fn archived_rows(archive: &Path) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(emoflow_broker),
+    ignore = "needs tansu (cargo install tansu --locked --features dynostore,libsql); EMOFLOW_REQUIRE_BROKER=1 fails it instead"
+)]
 fn a_serve_killed_while_archiving_leaves_every_event_once_after_restart() {
     let dir = temp_dir("archive-kill");
     let Some(tansu) = Tansu::start_sqlite(&dir.join("broker")) else {

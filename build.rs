@@ -1,0 +1,44 @@
+//! Tells the end-to-end tests whether a Kafka-protocol broker (tansu) is here to run against:
+//! with `cfg(emoflow_broker)` they run, without it they show as ignored, with the reason.
+//! `EMOFLOW_REQUIRE_BROKER=1` (CI) always runs them, so a missing broker fails them instead.
+
+use std::path::PathBuf;
+
+fn tansu() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TANSU") {
+        return Some(PathBuf::from(p));
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+}
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(emoflow_broker)");
+    println!("cargo::rerun-if-env-changed=EMOFLOW_REQUIRE_BROKER");
+    println!("cargo::rerun-if-env-changed=TANSU");
+    println!("cargo::rerun-if-env-changed=PATH");
+    let required = std::env::var("EMOFLOW_REQUIRE_BROKER").is_ok_and(|v| v == "1");
+    match tansu() {
+        Some(path) => {
+            println!("cargo::rerun-if-changed={}", path.display());
+            println!("cargo::rustc-cfg=emoflow_broker");
+        }
+        None => {
+            // Where `cargo install` puts it: the tests run once it appears there.
+            if let Some(home) = std::env::var_os("HOME") {
+                let bin = PathBuf::from(home).join(".cargo/bin");
+                println!("cargo::rerun-if-changed={}", bin.display());
+            }
+            if required {
+                println!("cargo::rustc-cfg=emoflow_broker");
+            }
+        }
+    }
+}
