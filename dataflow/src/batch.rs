@@ -1,16 +1,15 @@
-//! The unit the dataflow moves between workers: a columnar batch of events, bound for one worker.
+//! The unit the dataflow moves between workers: a batch bound for one worker, carrying the
+//! `(user, ts)` pairs of the users it owns and the filter-match counts of the filters it owns.
 //!
-//! Events travel in batches rather than one record each, so routing costs one allocation per
-//! batch, not per event, and the same bytes serialise cheaply when workers sit in different
-//! processes. Each batch also carries its sender's newest event time, so that every receiver
-//! learns the global event-time high-water mark (and with it the retention horizon) without a
-//! separate broadcast.
+//! Events travel in columnar batches rather than one record each, so routing costs one
+//! allocation per batch, not per event, and the same bytes serialise cheaply when workers sit in
+//! different processes. Only what the receiving views need travels: sessions need a user and a
+//! time; filter matches are counted where events are read and travel as counts per retention
+//! bucket. Each batch also carries its sender's newest event time, so that every receiver learns
+//! the global event-time high-water mark (and with it the retention horizon) without a separate
+//! broadcast.
 
-use emoflow_ingest::Event;
 use serde::{Deserialize, Serialize};
-
-use crate::filter::Amount;
-use crate::update::ShownEvent;
 
 /// Strings stored back to back, addressed by index.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,7 +19,7 @@ pub struct StrColumn {
 }
 
 impl StrColumn {
-    /// Appends `s` (the empty string stands for "absent").
+    /// Appends `s`.
     pub fn push(&mut self, s: &str) {
         self.text.push_str(s);
         self.ends.push(self.text.len() as u32);
@@ -31,9 +30,37 @@ impl StrColumn {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.text[start..self.ends[i] as usize]
     }
+
+    fn with_capacity_of(like: &StrColumn) -> Self {
+        StrColumn {
+            text: String::with_capacity(like.text.len()),
+            ends: Vec::with_capacity(like.ends.len()),
+        }
+    }
 }
 
-/// A batch of accepted events for one destination worker.
+/// One incarnation of a filter: its id and when it was added (a filter deleted and added again
+/// under the same id is a new incarnation, whose counts start afresh).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FilterKey {
+    /// The filter's id.
+    pub id: String,
+    /// When it was added: a number every worker agrees on (the dataflow time of the change).
+    pub since: u64,
+}
+
+/// Matching events of one filter in one retention bucket, counted by one reading worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterDelta {
+    /// The filter.
+    pub key: FilterKey,
+    /// The retention bucket of the events' times.
+    pub bucket: i64,
+    /// How many matched.
+    pub matches: i64,
+}
+
+/// A batch for one destination worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventBatch {
     /// The worker this batch is for.
@@ -42,54 +69,10 @@ pub struct EventBatch {
     pub sender_max_ts: i64,
     ts: Vec<i64>,
     users: StrColumn,
-    emojis: StrColumn,
-    types: StrColumn,
-    tiers: StrColumn,
-    /// `NaN` where the event has no amount (amounts are always finite).
-    amounts: Vec<f64>,
-    partitions: Vec<i32>,
-    offsets: Vec<i64>,
-}
-
-/// One event read out of a batch, with its source position.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EventRef<'a> {
-    /// Event time in ms.
-    pub ts: i64,
-    /// The user.
-    pub user_id: &'a str,
-    /// The emoji, if any.
-    pub emoji: Option<&'a str>,
-    /// The event type.
-    pub event_type: &'a str,
-    /// The tier, if any.
-    pub tier: Option<&'a str>,
-    /// The amount, if any.
-    pub amount: Option<f64>,
-    /// Source partition (a Kafka partition; 0 for files).
-    pub partition: i32,
-    /// Source offset (a Kafka offset; the line's byte offset for files).
-    pub offset: i64,
-}
-
-impl EventRef<'_> {
-    /// An owned copy, as responses show events.
-    pub fn to_shown(&self) -> ShownEvent {
-        ShownEvent {
-            ts: self.ts,
-            partition: self.partition,
-            offset: self.offset,
-            user_id: self.user_id.to_owned(),
-            emoji: self.emoji.map(str::to_owned),
-            event_type: self.event_type.to_owned(),
-            tier: self.tier.map(str::to_owned),
-            amount: self.amount.map(Amount),
-        }
-    }
-}
-
-fn non_empty(s: &str) -> Option<&str> {
-    (!s.is_empty()).then_some(s)
+    /// Match counts of filters this worker owns.
+    pub filter_deltas: Vec<FilterDelta>,
+    /// Filters the sender stopped counting (deleted): their counts leave the views.
+    pub filters_removed: Vec<FilterKey>,
 }
 
 impl EventBatch {
@@ -100,25 +83,15 @@ impl EventBatch {
             sender_max_ts: i64::MIN,
             ts: Vec::new(),
             users: StrColumn::default(),
-            emojis: StrColumn::default(),
-            types: StrColumn::default(),
-            tiers: StrColumn::default(),
-            amounts: Vec::new(),
-            partitions: Vec::new(),
-            offsets: Vec::new(),
+            filter_deltas: Vec::new(),
+            filters_removed: Vec::new(),
         }
     }
 
-    /// Appends an event with its source position.
-    pub fn push(&mut self, e: &Event<'_>, partition: i32, offset: i64) {
-        self.ts.push(e.ts);
-        self.users.push(&e.user_id);
-        self.emojis.push(e.emoji.as_deref().unwrap_or(""));
-        self.types.push(&e.event_type);
-        self.tiers.push(e.tier.as_deref().unwrap_or(""));
-        self.amounts.push(e.amount.unwrap_or(f64::NAN));
-        self.partitions.push(partition);
-        self.offsets.push(offset);
+    /// Appends an event of `user_id` at `ts`.
+    pub fn push(&mut self, user_id: &str, ts: i64) {
+        self.ts.push(ts);
+        self.users.push(user_id);
     }
 
     /// Number of events.
@@ -126,83 +99,42 @@ impl EventBatch {
         self.ts.len()
     }
 
-    /// True when the batch holds no event (it may still carry `sender_max_ts`).
+    /// True when the batch carries nothing but, perhaps, `sender_max_ts`.
     pub fn is_empty(&self) -> bool {
-        self.ts.is_empty()
+        self.ts.is_empty() && self.filter_deltas.is_empty() && self.filters_removed.is_empty()
     }
 
     /// An empty batch for `dest` with room for as many events and bytes as `like` holds.
     pub fn with_capacity_of(dest: u32, like: &EventBatch) -> Self {
-        let col = |c: &StrColumn| StrColumn {
-            text: String::with_capacity(c.text.len()),
-            ends: Vec::with_capacity(c.ends.len()),
-        };
-        let n = like.len();
         EventBatch {
             dest,
             sender_max_ts: i64::MIN,
-            ts: Vec::with_capacity(n),
-            users: col(&like.users),
-            emojis: col(&like.emojis),
-            types: col(&like.types),
-            tiers: col(&like.tiers),
-            amounts: Vec::with_capacity(n),
-            partitions: Vec::with_capacity(n),
-            offsets: Vec::with_capacity(n),
+            ts: Vec::with_capacity(like.len()),
+            users: StrColumn::with_capacity_of(&like.users),
+            filter_deltas: Vec::new(),
+            filters_removed: Vec::new(),
         }
     }
 
-    /// The `i`-th event.
-    pub fn get(&self, i: usize) -> EventRef<'_> {
-        let amount = self.amounts[i];
-        EventRef {
-            ts: self.ts[i],
-            user_id: self.users.get(i),
-            emoji: non_empty(self.emojis.get(i)),
-            event_type: self.types.get(i),
-            tier: non_empty(self.tiers.get(i)),
-            amount: (!amount.is_nan()).then_some(amount),
-            partition: self.partitions[i],
-            offset: self.offsets[i],
-        }
-    }
-
-    /// The events in order.
-    pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> {
-        (0..self.len()).map(|i| self.get(i))
+    /// The events in order, as `(user_id, ts)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
+        (0..self.len()).map(|i| (self.users.get(i), self.ts[i]))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     #[test]
     fn events_round_trip() {
         let mut b = EventBatch::new(3);
-        let e = Event {
-            user_id: Cow::Borrowed("u"),
-            emoji: Some(Cow::Borrowed("🔥")),
-            event_type: Cow::Borrowed("emoji"),
-            tier: None,
-            amount: Some(1.5),
-            ts: 9,
-        };
-        b.push(&e, 2, 40);
-        let f = Event {
-            emoji: None,
-            amount: None,
-            tier: Some(Cow::Borrowed("vip")),
-            ..e.clone()
-        };
-        b.push(&f, 0, 41);
+        b.push("ann", 9);
+        b.push("", 7);
+        b.push("bob", -1);
         let got: Vec<_> = b.iter().collect();
-        assert_eq!(got[0].emoji, Some("🔥"));
-        assert_eq!(got[0].amount, Some(1.5));
-        assert_eq!((got[0].partition, got[0].offset), (2, 40));
-        assert_eq!(got[1].emoji, None);
-        assert_eq!(got[1].tier, Some("vip"));
-        assert_eq!(got[1].amount, None);
+        assert_eq!(got, [("ann", 9), ("", 7), ("bob", -1)]);
+        assert!(!b.is_empty());
+        assert!(EventBatch::with_capacity_of(1, &b).is_empty());
     }
 }

@@ -10,6 +10,9 @@ pub const WIDEST_WINDOW_MS: i64 = 3_600_000;
 /// windows unbounded.
 pub const MAX_WINDOWS_KEPT: i64 = 3_600;
 
+/// Retention is kept in this many buckets of event time: history leaves a bucket at a time.
+pub const RETENTION_BUCKETS: i64 = 512;
+
 /// Parameters of the views (SPEC sections 3 and 5), with SPEC's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewConfig {
@@ -72,6 +75,36 @@ impl ViewConfig {
         let w = self.window_ms.max(1);
         let widest = WIDEST_WINDOW_MS.min(w.saturating_mul(MAX_WINDOWS_KEPT));
         (widest - widest % w).max(w)
+    }
+
+    /// Width of a retention bucket: `retention / 512` (at least 1 ms). An event stays in
+    /// sessions and filter counts while its bucket ends after the horizon, so history leaves
+    /// whole buckets at a time and state is bounded by keys and buckets, never by events.
+    pub fn retention_bucket_ms(&self) -> i64 {
+        (self.retention_ms / RETENTION_BUCKETS).max(1)
+    }
+
+    /// The retention bucket holding `ts`.
+    pub fn bucket_of(&self, ts: i64) -> i64 {
+        ts.div_euclid(self.retention_bucket_ms())
+    }
+
+    /// Where bucket `bucket` ends (exclusive).
+    pub fn bucket_end(&self, bucket: i64) -> i64 {
+        bucket
+            .saturating_add(1)
+            .saturating_mul(self.retention_bucket_ms())
+    }
+
+    /// The retention horizon when the newest event time is `newest`.
+    pub fn horizon(&self, newest: i64) -> i64 {
+        newest.saturating_sub(self.retention_ms)
+    }
+
+    /// Whether an event at `ts` is still in the retained history behind `horizon`: its
+    /// bucket ends after the horizon.
+    pub fn retains(&self, ts: i64, horizon: i64) -> bool {
+        self.bucket_end(self.bucket_of(ts)) > horizon
     }
 
     /// Start of the window holding `ts`.

@@ -18,7 +18,6 @@ use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use serde::Serialize;
 
 use crate::archive::{parquet_properties, write_batch, write_parquet_atomically, ArchiveRows};
-use crate::batch::EventRef;
 use crate::document::ViewsDocument;
 use crate::filter::FilterSpec;
 
@@ -109,18 +108,7 @@ pub fn export_events(
                 if e.ts < req.from_ms || e.ts >= req.to_ms {
                     return;
                 }
-                let matches = req.filter.as_ref().is_none_or(|f| {
-                    f.matches(&EventRef {
-                        ts: e.ts,
-                        user_id: &e.user_id,
-                        emoji: e.emoji.as_deref(),
-                        event_type: &e.event_type,
-                        tier: e.tier.as_deref(),
-                        amount: e.amount,
-                        partition: row.partition,
-                        offset: row.offset,
-                    })
-                });
+                let matches = req.filter.as_ref().is_none_or(|f| f.matches(&e));
                 if matches {
                     rows.push(&e, row.partition, row.offset);
                 }

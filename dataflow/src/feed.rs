@@ -1,16 +1,20 @@
 //! Turning one worker's decoded events into the dataflow's inputs for one dataflow time:
-//! counters pre-aggregated locally (one record per key per batch, not per event) and events
-//! routed to the worker that owns their user, in columnar batches.
-
-use std::collections::VecDeque;
+//! counters and filter matches pre-aggregated locally (one record per key per batch, not per
+//! event), and `(user, ts)` pairs routed to the worker that owns their user's sessions, in
+//! columnar batches.
+//!
+//! Filters are matched here, where events are read, so a filter added while running is
+//! back-filled by the same worker over what it read before: the seam between back-fill and live
+//! counting is exact per reading worker (see [`Feed::add_filter`]).
 
 use emoflow_ingest::{Event, RejectCounts, RejectReason};
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::batch::EventBatch;
+use crate::batch::{EventBatch, FilterDelta, FilterKey};
 use crate::config::ViewConfig;
-use crate::update::{CountKey, DeadLetterRecord, ViewUpdate, WindowSlot};
+use crate::filter::{Amount, FilterMatcher, FilterSpec};
+use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
 /// The worker that owns `user_id`'s sessions and retained events, among `peers`.
@@ -21,11 +25,89 @@ pub fn owner_of(user_id: &str, peers: usize) -> u32 {
 /// How many of the newest accepted events the views show (`recent` in `GET /stats`).
 pub const RECENT_EVENTS: usize = 10;
 
+/// Moves `f`'s pending match counts into `batch`.
+fn push_deltas(f: &mut CountedFilter, batch: &mut EventBatch) {
+    for (bucket, matches) in f.pending.drain(..) {
+        batch.filter_deltas.push(FilterDelta {
+            key: f.key.clone(),
+            bucket,
+            matches,
+        });
+    }
+}
+
 /// Per-window counters of one batch.
 #[derive(Default)]
 struct WindowAgg {
     total: i64,
     emojis: FxHashMap<Box<str>, i64>,
+}
+
+/// A filter this worker counts matches of.
+struct CountedFilter {
+    key: FilterKey,
+    matcher: FilterMatcher,
+    /// The worker that owns its counts.
+    dest: usize,
+    /// Matches since the last flush, by retention bucket.
+    pending: Vec<(i64, i64)>,
+}
+
+impl CountedFilter {
+    fn bump(&mut self, bucket: i64) {
+        match self.pending.iter_mut().rev().find(|(b, _)| *b == bucket) {
+            Some((_, n)) => *n += 1,
+            None => self.pending.push((bucket, 1)),
+        }
+    }
+}
+
+/// One of the newest accepted events, in buffers reused from event to event.
+#[derive(Default)]
+struct RecentSlot {
+    arrival: i64,
+    ts: i64,
+    partition: i32,
+    offset: i64,
+    user_id: String,
+    /// Empty when absent (a present emoji or tier is never empty).
+    emoji: String,
+    event_type: String,
+    tier: String,
+    amount: Option<f64>,
+}
+
+fn refill(buf: &mut String, v: &str) {
+    buf.clear();
+    buf.push_str(v);
+}
+
+impl RecentSlot {
+    fn fill(&mut self, e: &Event<'_>, partition: i32, offset: i64, arrival: i64) {
+        self.arrival = arrival;
+        self.ts = e.ts;
+        self.partition = partition;
+        self.offset = offset;
+        refill(&mut self.user_id, &e.user_id);
+        refill(&mut self.emoji, e.emoji.as_deref().unwrap_or(""));
+        refill(&mut self.event_type, &e.event_type);
+        refill(&mut self.tier, e.tier.as_deref().unwrap_or(""));
+        self.amount = e.amount;
+    }
+
+    fn shown(&self) -> ShownEvent {
+        let opt = |s: &String| (!s.is_empty()).then(|| s.clone());
+        ShownEvent {
+            ts: self.ts,
+            partition: self.partition,
+            offset: self.offset,
+            user_id: self.user_id.clone(),
+            emoji: opt(&self.emoji),
+            event_type: self.event_type.clone(),
+            tier: opt(&self.tier),
+            amount: self.amount.map(Amount),
+        }
+    }
 }
 
 /// One worker's input for one dataflow time, being gathered.
@@ -39,8 +121,11 @@ pub struct Feed {
     windows: FxHashMap<i64, WindowAgg>,
     rejected: RejectCounts,
     dead_letters: Vec<DeadLetterRecord>,
-    /// The last accepted events of this batch: (destination batch, index in it, arrival).
-    recent: VecDeque<(usize, usize, i64)>,
+    /// The last accepted events of this batch, a ring: `recent[next]` is overwritten next.
+    recent: Vec<RecentSlot>,
+    recent_next: usize,
+    recent_len: usize,
+    filters: Vec<CountedFilter>,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -68,7 +153,10 @@ impl Feed {
             windows: FxHashMap::default(),
             rejected: RejectCounts::default(),
             dead_letters: Vec::new(),
-            recent: VecDeque::with_capacity(RECENT_EVENTS + 1),
+            recent: (0..RECENT_EVENTS).map(|_| RecentSlot::default()).collect(),
+            recent_next: 0,
+            recent_len: 0,
+            filters: Vec::new(),
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
         }
@@ -87,12 +175,58 @@ impl Feed {
         }
         self.newest_ts = self.newest_ts.max(e.ts);
         let dest = owner_of(&e.user_id, self.peers) as usize;
-        let batch = &mut self.batches[dest];
-        if self.recent.len() == RECENT_EVENTS {
-            self.recent.pop_front();
+        self.batches[dest].push(&e.user_id, e.ts);
+        self.recent[self.recent_next].fill(e, partition, offset, arrival);
+        self.recent_next = (self.recent_next + 1) % RECENT_EVENTS;
+        self.recent_len = (self.recent_len + 1).min(RECENT_EVENTS);
+        if !self.filters.is_empty() {
+            let bucket = self.cfg.bucket_of(e.ts);
+            for f in &mut self.filters {
+                if f.matcher.matches(e) {
+                    f.bump(bucket);
+                }
+            }
         }
-        self.recent.push_back((dest, batch.len(), arrival));
-        batch.push(e, partition, offset);
+    }
+
+    /// Starts counting the matches of a new filter in what this worker reads from now on. The
+    /// caller back-fills it over what this worker read before, with [`Feed::count_history`]:
+    /// every event is counted once, live or back-filled, never both.
+    pub fn add_filter(&mut self, key: FilterKey, spec: &FilterSpec) {
+        self.remove_filter(&key.id);
+        let dest = owner_of(&key.id, self.peers) as usize;
+        self.filters.push(CountedFilter {
+            key,
+            matcher: FilterMatcher::new(spec),
+            dest,
+            pending: Vec::new(),
+        });
+    }
+
+    /// Stops counting filter `id`; its counts leave the views.
+    pub fn remove_filter(&mut self, id: &str) {
+        if let Some(i) = self.filters.iter().position(|f| f.key.id == id) {
+            let mut f = self.filters.swap_remove(i);
+            let batch = &mut self.batches[f.dest];
+            push_deltas(&mut f, batch);
+            batch.filters_removed.push(f.key);
+        }
+    }
+
+    /// True when some filter added at `since` is counted here.
+    pub fn has_filters_since(&self, since: u64) -> bool {
+        self.filters.iter().any(|f| f.key.since == since)
+    }
+
+    /// Counts `e`, an event this worker read before the filters added at `since` (a
+    /// back-fill: one pass over the history serves every filter added at once).
+    pub fn count_history(&mut self, since: u64, e: &Event<'_>) {
+        let bucket = self.cfg.bucket_of(e.ts);
+        for f in self.filters.iter_mut().filter(|f| f.key.since == since) {
+            if f.matcher.matches(e) {
+                f.bump(bucket);
+            }
+        }
     }
 
     /// Counts a rejected input.
@@ -134,9 +268,15 @@ impl Feed {
         for record in self.dead_letters.drain(..) {
             inputs.extras.update(ViewUpdate::DeadLetter(record), 1);
         }
-        for (dest, i, arrival) in self.recent.drain(..) {
-            let e = self.batches[dest].get(i).to_shown();
-            inputs.extras.update(ViewUpdate::Recent(arrival, e), 1);
+        let oldest = (self.recent_next + RECENT_EVENTS - self.recent_len) % RECENT_EVENTS;
+        for i in 0..self.recent_len {
+            let slot = &self.recent[(oldest + i) % RECENT_EVENTS];
+            let shown = ViewUpdate::Recent(slot.arrival, slot.shown());
+            inputs.extras.update(shown, 1);
+        }
+        self.recent_len = 0;
+        for f in &mut self.filters {
+            push_deltas(f, &mut self.batches[f.dest]);
         }
         // Every worker must learn a new high-water mark, even ones this batch sends no events.
         let announce = self.newest_ts > self.newest_sent;

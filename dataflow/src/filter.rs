@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::EventRef;
-use crate::intern::{Interner, Sym};
+use emoflow_ingest::Event;
 
 /// A finite amount bound with a total order, so filters can live in differential collections.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -60,17 +59,17 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    /// Whether `e` matches, by the definition (the oracle's way; [`CompiledFilter`] is the fast
+    /// Whether `e` matches, by the definition (the oracle's way; [`FilterMatcher`] is the fast
     /// way and must agree).
-    pub fn matches(&self, e: &EventRef<'_>) -> bool {
+    pub fn matches(&self, e: &Event<'_>) -> bool {
         let one_of = |list: &Option<Vec<String>>, v: Option<&str>| match list {
             None => true,
             Some(list) => v.is_some_and(|v| list.iter().any(|x| x == v)),
         };
-        one_of(&self.event_types, Some(e.event_type))
-            && one_of(&self.emojis, e.emoji)
-            && one_of(&self.tiers, e.tier)
-            && one_of(&self.user_ids, Some(e.user_id))
+        one_of(&self.event_types, Some(&e.event_type))
+            && one_of(&self.emojis, e.emoji.as_deref())
+            && one_of(&self.tiers, e.tier.as_deref())
+            && one_of(&self.user_ids, Some(&e.user_id))
             && self
                 .min_amount
                 .is_none_or(|m| e.amount.is_some_and(|a| a >= m.0))
@@ -80,108 +79,87 @@ impl FilterSpec {
     }
 }
 
-/// A filter with its names turned into a worker's interned numbers, so matching compares
-/// integers.
+/// One list predicate, ready to test: short lists are scanned, long ones searched.
 #[derive(Debug, Clone)]
-pub struct CompiledFilter {
-    event_types: Option<Vec<Sym>>,
-    emojis: Option<Vec<Sym>>,
-    tiers: Option<Vec<Sym>>,
-    user_ids: Option<Vec<Sym>>,
+struct OneOf(Option<Vec<Box<str>>>);
+
+impl OneOf {
+    fn new(list: &Option<Vec<String>>) -> Self {
+        OneOf(list.as_ref().map(|l| {
+            let mut v: Vec<Box<str>> = l.iter().map(|s| s.as_str().into()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }))
+    }
+
+    fn holds(&self, v: Option<&str>) -> bool {
+        match (&self.0, v) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(list), Some(v)) if list.len() <= 8 => list.iter().any(|x| &**x == v),
+            (Some(list), Some(v)) => list.binary_search_by(|x| (**x).cmp(v)).is_ok(),
+        }
+    }
+}
+
+/// A filter prepared for matching decoded events on the hot path of a reading worker.
+#[derive(Debug, Clone)]
+pub struct FilterMatcher {
+    event_types: OneOf,
+    emojis: OneOf,
+    tiers: OneOf,
+    user_ids: OneOf,
     min_amount: Option<f64>,
     max_amount: Option<f64>,
 }
 
-/// An event as the retained store keeps it: interned fields, 40 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StoredEvent {
-    /// Event time.
-    pub ts: i64,
-    /// Interned user.
-    pub user: Sym,
-    /// Interned emoji, 0 when none.
-    pub emoji: Sym,
-    /// Interned event type.
-    pub event_type: Sym,
-    /// Interned tier, 0 when none.
-    pub tier: Sym,
-    /// Amount, `NaN` when none.
-    pub amount: f64,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-}
-
-impl CompiledFilter {
-    /// `spec` in terms of interned numbers: user ids from `users`, other names from `labels`.
-    pub fn compile(spec: &FilterSpec, labels: &mut Interner, users: &mut Interner) -> Self {
-        fn syms(list: &Option<Vec<String>>, interner: &mut Interner) -> Option<Vec<Sym>> {
-            list.as_ref().map(|l| {
-                let mut v: Vec<Sym> = l.iter().map(|s| interner.intern(s)).collect();
-                v.sort_unstable();
-                v.dedup();
-                v
-            })
-        }
-        CompiledFilter {
-            event_types: syms(&spec.event_types, labels),
-            emojis: syms(&spec.emojis, labels),
-            tiers: syms(&spec.tiers, labels),
-            user_ids: syms(&spec.user_ids, users),
+impl FilterMatcher {
+    /// `spec`, prepared.
+    pub fn new(spec: &FilterSpec) -> Self {
+        FilterMatcher {
+            event_types: OneOf::new(&spec.event_types),
+            emojis: OneOf::new(&spec.emojis),
+            tiers: OneOf::new(&spec.tiers),
+            user_ids: OneOf::new(&spec.user_ids),
             min_amount: spec.min_amount.map(|a| a.0),
             max_amount: spec.max_amount.map(|a| a.0),
         }
     }
 
-    /// Whether the stored event matches.
-    pub fn matches(&self, e: &StoredEvent) -> bool {
-        // 0 (absent) is never interned for a name, so it never matches a list.
-        let one_of = |list: &Option<Vec<Sym>>, v: Sym| match list {
-            None => true,
-            Some(list) if list.len() <= 8 => list.contains(&v),
-            Some(list) => list.binary_search(&v).is_ok(),
-        };
-        one_of(&self.event_types, e.event_type)
-            && one_of(&self.emojis, e.emoji)
-            && one_of(&self.tiers, e.tier)
-            && one_of(&self.user_ids, e.user)
-            && self.min_amount.is_none_or(|m| e.amount >= m)
-            && self.max_amount.is_none_or(|m| e.amount <= m)
+    /// Whether `e` matches.
+    pub fn matches(&self, e: &Event<'_>) -> bool {
+        self.event_types.holds(Some(&e.event_type))
+            && self.emojis.holds(e.emoji.as_deref())
+            && self.tiers.holds(e.tier.as_deref())
+            && self.user_ids.holds(Some(&e.user_id))
+            && self
+                .min_amount
+                .is_none_or(|m| e.amount.is_some_and(|a| a >= m))
+            && self
+                .max_amount
+                .is_none_or(|m| e.amount.is_some_and(|a| a <= m))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
-    fn event(emoji: Option<&'static str>, amount: Option<f64>) -> EventRef<'static> {
-        EventRef {
+    fn event(emoji: Option<&'static str>, amount: Option<f64>) -> Event<'static> {
+        Event {
             ts: 1,
-            user_id: "u",
-            emoji,
-            event_type: "purchase",
+            user_id: Cow::Borrowed("u"),
+            emoji: emoji.map(Cow::Borrowed),
+            event_type: Cow::Borrowed("purchase"),
             tier: None,
             amount,
-            partition: 0,
-            offset: 0,
         }
     }
 
-    fn both(spec: &FilterSpec, e: &EventRef<'_>) -> bool {
-        let mut i = Interner::default();
-        let mut users = Interner::default();
-        let stored = StoredEvent {
-            ts: e.ts,
-            user: users.intern(e.user_id),
-            emoji: i.intern_opt(e.emoji),
-            event_type: i.intern(e.event_type),
-            tier: i.intern_opt(e.tier),
-            amount: e.amount.unwrap_or(f64::NAN),
-            partition: 0,
-            offset: 0,
-        };
-        let fast = CompiledFilter::compile(spec, &mut i, &mut users).matches(&stored);
+    fn both(spec: &FilterSpec, e: &Event<'_>) -> bool {
+        let fast = FilterMatcher::new(spec).matches(e);
         assert_eq!(fast, spec.matches(e), "{spec:?} on {e:?}");
         fast
     }
@@ -189,6 +167,17 @@ mod tests {
     #[test]
     fn empty_filter_matches_everything() {
         assert!(both(&FilterSpec::default(), &event(None, None)));
+    }
+
+    #[test]
+    fn long_lists_are_searched_like_short_ones() {
+        let many: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+        let spec = FilterSpec {
+            emojis: Some(many),
+            ..FilterSpec::default()
+        };
+        assert!(both(&spec, &event(Some("e13"), None)));
+        assert!(!both(&spec, &event(Some("e20"), None)));
     }
 
     #[test]

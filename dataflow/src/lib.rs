@@ -2,9 +2,10 @@
 //! incrementally on any number of workers, and the consistent snapshots read from it.
 //!
 //! - [`views::build_views`] builds the dataflow; one module per view: [`windows`], [`topk`],
-//!   [`retained`] (sessions and filter matches over the retained history); lifetime counters
-//!   are differential's `count_total`.
-//! - [`feed::Feed`] pre-aggregates a worker's events and routes them by user.
+//!   [`retained`] (sessions and filter matches over the retained history, which keeps no
+//!   event); lifetime counters are differential's `count_total`.
+//! - [`feed::Feed`] pre-aggregates a worker's events, counts filter matches, and routes users'
+//!   events to their owners.
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
 //!   dataflow time at a time; [`document::ViewsDocument`] renders it.
 //! - [`run::run_views`] runs it all over NDJSON or Parquet input on N threads;
@@ -27,7 +28,6 @@ pub mod retained;
 pub mod run;
 pub mod sessions;
 pub mod snapshot;
-pub mod store;
 pub mod topk;
 pub mod update;
 pub mod views;

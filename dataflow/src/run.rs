@@ -4,10 +4,12 @@
 //! [`emoflow_ingest::ndjson`]), so decoding runs in parallel while events still reach the views
 //! in nearly file order, as from parallel Kafka partitions. Every `batch_lines` lines is one dataflow time; a worker never
 //! runs more than [`MAX_TIMES_IN_FLIGHT`] times ahead of the views, which bounds buffered input.
-//! Worker 0 also feeds the filters: the initial ones at time 0, scheduled changes later.
+//! Every worker counts filter matches in what it reads; a filter added during the run is
+//! back-filled by each worker reading again what it had read before.
 
 use std::fs::File;
 use std::io::{Cursor, Read, Seek};
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -16,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use emoflow_ingest::ndjson::{interleaved_ranges, Line, LineCounter, RangesReader};
 use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
-use emoflow_ingest::{decode_event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
-use timely::dataflow::operators::capture::{Capture as _, Event, EventPusher};
+use emoflow_ingest::{decode_event, Event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
+use timely::dataflow::operators::capture::{Capture as _, Event as Captured, EventPusher};
 use timely::dataflow::operators::Exchange as _;
 
+use crate::batch::FilterKey;
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
@@ -136,7 +139,8 @@ fn balance(groups: Vec<RowGroupRef>, workers: usize) -> Vec<Vec<RowGroupRef>> {
         .collect()
 }
 
-/// A filter change applied by worker 0 just before the given batch.
+/// A filter change applied by every worker just before the given batch; a filter added is
+/// back-filled over what each worker read before.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledFilterChange {
     /// Dataflow time (1 = with the first batch of events).
@@ -221,7 +225,7 @@ pub enum RunError {
 pub(crate) struct ToCollector(pub(crate) Option<mpsc::Sender<CapturedEvent>>);
 
 impl EventPusher<u64, Vec<(ViewUpdate, u64, isize)>> for ToCollector {
-    fn push(&mut self, event: Event<u64, Vec<(ViewUpdate, u64, isize)>>) {
+    fn push(&mut self, event: Captured<u64, Vec<(ViewUpdate, u64, isize)>>) {
         if let Some(tx) = &self.0 {
             // The collector only goes away when the run is abandoned.
             let _ = tx.send(event);
@@ -300,12 +304,14 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         (inputs, probe)
     });
 
-    if index == 0 {
-        for (id, spec) in &opts.filters {
-            inputs.filters.update((id.clone(), spec.clone()), 1);
-        }
-    }
     let mut feed = Feed::new(cfg, peers);
+    for (id, spec) in &opts.filters {
+        let key = FilterKey {
+            id: id.clone(),
+            since: 0,
+        };
+        feed.add_filter(key, spec);
+    }
     let mut source = Source::new(shared, index, dead_letters);
     let mut lines = 0u64;
     let mut time = 1u64;
@@ -317,12 +323,20 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         .unwrap_or(0);
     loop {
         inputs.advance_to(time);
-        if index == 0 {
-            for c in opts.filter_changes.iter().filter(|c| c.at_time == time) {
-                inputs
-                    .filters
-                    .update((c.id.clone(), c.spec.clone()), c.diff);
+        for c in opts.filter_changes.iter().filter(|c| c.at_time == time) {
+            if c.diff > 0 {
+                let key = FilterKey {
+                    id: c.id.clone(),
+                    since: time,
+                };
+                feed.add_filter(key, &c.spec);
+            } else {
+                feed.remove_filter(&c.id);
             }
+        }
+        if feed.has_filters_since(time) {
+            // One pass over this worker's history for every filter added now.
+            source.replay_history(|e| feed.count_history(time, e))?;
         }
         let (read, amount) = source.next_batch(&mut feed, opts.batch_lines)?;
         lines += read as u64;
@@ -357,10 +371,14 @@ enum SourceKind {
     Ndjson {
         reader: RangesReader<Reader, OpenFn>,
         line_numbers: LineCounter,
+        /// The byte spans whose lines were read so far: the history to back-fill from.
+        read: Vec<Range<u64>>,
     },
     Parquet {
         input: Arc<ParquetInput>,
         groups: std::vec::IntoIter<RowGroupRef>,
+        /// The row groups read so far.
+        read: Vec<RowGroupRef>,
     },
 }
 
@@ -374,6 +392,7 @@ impl<'a> Source<'a> {
             (InputData::Parquet(input), Share::RowGroups(groups)) => SourceKind::Parquet {
                 input: input.clone(),
                 groups: groups.clone().into_iter(),
+                read: Vec::new(),
             },
             (_, share) => {
                 let ranges = match share {
@@ -389,6 +408,7 @@ impl<'a> Source<'a> {
                 SourceKind::Ndjson {
                     reader: RangesReader::new(open, ranges),
                     line_numbers: LineCounter::default(),
+                    read: Vec::new(),
                 }
             }
         };
@@ -410,19 +430,26 @@ impl<'a> Source<'a> {
             SourceKind::Ndjson {
                 reader,
                 line_numbers,
+                read,
             } => ndjson_batch(
                 &self.shared.input,
                 reader,
                 line_numbers,
+                read,
                 self.dead_letters.as_ref(),
                 feed,
                 batch_lines,
             ),
-            SourceKind::Parquet { input, groups } => {
+            SourceKind::Parquet {
+                input,
+                groups,
+                read: groups_read,
+            } => {
                 let dead_letters = self.dead_letters.as_ref();
                 // A row group that cannot be decoded is reported and skipped (no row of it is
                 // counted: it is decoded whole before any row is handed over).
                 for group in groups.by_ref() {
+                    groups_read.push(group);
                     let mut read = 0usize;
                     let result = input.read(group, |row| {
                         read += 1;
@@ -451,11 +478,64 @@ impl<'a> Source<'a> {
     }
 }
 
+impl Source<'_> {
+    /// Hands every accepted event read so far to `f`, reading it again.
+    fn replay_history(&mut self, mut f: impl FnMut(&Event<'_>)) -> Result<(), RunError> {
+        match &self.kind {
+            SourceKind::Ndjson { read, .. } => {
+                let input = self.shared.input.clone();
+                let open = move || {
+                    input
+                        .open()
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                };
+                let mut again = RangesReader::new(open, read.clone());
+                loop {
+                    let n = again
+                        .next_batch(65_536, |_, line| {
+                            if let Line::Text(bytes) = line {
+                                if let Ok(e) = decode_event(bytes, None) {
+                                    f(&e);
+                                }
+                            }
+                        })
+                        .map_err(|e| RunError::Io(e.to_string()))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+            SourceKind::Parquet { input, read, .. } => {
+                for &group in read {
+                    let result = input.read(group, |row| {
+                        if let Ok(e) = &row.event {
+                            f(e);
+                        }
+                    });
+                    if let Err(e) = result {
+                        tracing::warn!("skipped in the back-fill: {e}");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Notes that the line at `offset`, `len` bytes with its newline, was read.
+fn note_read(spans: &mut Vec<Range<u64>>, offset: u64, len: u64) {
+    match spans.last_mut() {
+        Some(last) if last.end == offset => last.end = offset + len,
+        _ => spans.push(offset..offset + len),
+    }
+}
+
 /// Reads and feeds up to `batch_lines` NDJSON lines.
 fn ndjson_batch(
     input: &InputData,
     reader: &mut RangesReader<Reader, OpenFn>,
     line_numbers: &mut LineCounter,
+    spans: &mut Vec<Range<u64>>,
     dead_letters: Option<&mpsc::Sender<DeadLetter>>,
     feed: &mut Feed,
     batch_lines: usize,
@@ -464,10 +544,12 @@ fn ndjson_batch(
     let mut bytes = 0u64;
     let read = reader
         .next_batch(batch_lines, |pos, line| {
-            bytes += match line {
+            let len = match line {
                 Line::Text(text) => text.len() as u64 + 1,
                 Line::TooLong { len, .. } => len + 1,
             };
+            bytes += len;
+            note_read(spans, pos.byte_offset, len);
             let result = match line {
                 Line::Text(bytes) => decode_event(bytes, None).map_err(|r| (r, bytes)),
                 Line::TooLong { len, head } => Err((

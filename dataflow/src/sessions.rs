@@ -1,11 +1,11 @@
 //! Per-user sessions (SPEC section 3): a user's events sorted by time, split wherever two
 //! consecutive events lie more than the gap apart.
 //!
-//! [`UserSessions`] keeps one user's retained event times and the sessions over them, and
-//! updates both in O(log n) per event: an insert joins, extends or bridges the neighbouring
-//! sessions (a late event between two sessions merges them), and removing the earliest event
-//! (retention) shortens the first session. Each change is reported as differential updates
-//! (`-old`, `+new`), so nothing ever re-reads a heavy user's whole history.
+//! [`UserSessions`] keeps one user's sessions as intervals, and updates them in O(log n) per
+//! event: an insert joins, extends or bridges the neighbouring sessions (a late event between
+//! two sessions merges them), and retention removes the oldest bucket's piece of the first
+//! session. Each change is reported as differential updates (`-old`, `+new`), so nothing ever
+//! re-reads a heavy user's history, and no event is kept.
 
 use std::collections::VecDeque;
 
@@ -34,21 +34,89 @@ impl Session {
     }
 }
 
-/// One user's retained event times and sessions. Both are kept sorted in contiguous memory:
-/// events mostly arrive in time order, so inserting is usually a push at the back and evicting
-/// the earliest a pop at the front.
+/// One user's retained sessions, and the pieces they are made of: a piece is the part of a
+/// session that lies in one retention bucket (see [`crate::config::ViewConfig::retains`]).
+/// Pieces are what retention evicts: when the oldest bucket leaves, its pieces leave, and the
+/// session they belonged to loses their events and starts at its next piece. Memory is bounded
+/// by sessions and buckets, never by events.
 #[derive(Debug, Default, Clone)]
 pub struct UserSessions {
-    /// Retained event times, sorted (equal times repeat).
-    times: VecDeque<i64>,
     /// Sessions, sorted by start; they never overlap.
-    sessions: Vec<Session>,
+    sessions: VecDeque<Session>,
+    /// Pieces of the sessions, cut at bucket boundaries, sorted; they never overlap.
+    pieces: VecDeque<Session>,
+}
+
+/// Replaces interval `i` by `new`, reporting both.
+fn replace_at(
+    iv: &mut VecDeque<Session>,
+    i: usize,
+    new: Session,
+    change: &mut impl FnMut(Session, isize),
+) {
+    change(iv[i], -1);
+    iv[i] = new;
+    change(new, 1);
+}
+
+/// Adds an event at `ts` to sorted, disjoint intervals, where `joins(a, b)` says whether
+/// events at `a <= b` with nothing between them belong to one interval. An insert joins,
+/// extends or bridges the neighbouring intervals (a late event between two may merge them);
+/// `change` hears each interval that left (`-1`) or appeared (`+1`).
+fn insert_into(
+    iv: &mut VecDeque<Session>,
+    ts: i64,
+    joins: impl Fn(i64, i64) -> bool,
+    change: &mut impl FnMut(Session, isize),
+) {
+    // Intervals [0, i) start at or before ts; events mostly come in time order.
+    let i = match iv.back() {
+        Some(last) if last.start_ms > ts => iv.partition_point(|s| s.start_ms <= ts),
+        _ => iv.len(),
+    };
+    if let Some(b) = i.checked_sub(1) {
+        let s = iv[b];
+        if ts <= s.end_ms {
+            let grown = Session {
+                events: s.events + 1,
+                ..s
+            };
+            replace_at(iv, b, grown, change);
+            return;
+        }
+    }
+    let left = i.checked_sub(1).filter(|&b| joins(iv[b].end_ms, ts));
+    let right = Some(i).filter(|&r| iv.get(r).is_some_and(|s| joins(ts, s.start_ms)));
+    let mut merged = Session {
+        start_ms: ts,
+        end_ms: ts,
+        events: 1,
+    };
+    if let Some(r) = right {
+        if let Some(s) = iv.remove(r) {
+            change(s, -1);
+            merged.end_ms = s.end_ms;
+            merged.events += s.events;
+        }
+    }
+    match left {
+        Some(l) => {
+            let s = iv[l];
+            merged.start_ms = s.start_ms;
+            merged.events += s.events;
+            replace_at(iv, l, merged, change);
+        }
+        None => {
+            iv.insert(i, merged);
+            change(merged, 1);
+        }
+    }
 }
 
 impl UserSessions {
-    /// True when no event is retained.
+    /// True when no session is retained.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
+        self.sessions.is_empty()
     }
 
     /// The sessions, oldest first.
@@ -56,139 +124,59 @@ impl UserSessions {
         self.sessions.iter().copied()
     }
 
-    /// Replaces session `i` by `new`, reporting both.
-    fn replace(&mut self, i: usize, new: Session, change: &mut impl FnMut(Session, isize)) {
-        change(self.sessions[i], -1);
-        self.sessions[i] = new;
-        change(new, 1);
+    /// Start of the oldest piece, if any: nothing leaves before the horizon passes its bucket.
+    pub fn first_piece_start(&self) -> Option<i64> {
+        self.pieces.front().map(|p| p.start_ms)
     }
 
-    /// Adds an event at `ts`; `change` hears each session that left (`-1`) or appeared (`+1`).
-    pub fn insert(&mut self, ts: i64, gap: i64, change: &mut impl FnMut(Session, isize)) {
-        // Events mostly arrive in time order: check the back before searching.
-        match self.times.back() {
-            Some(&last) if last > ts => {
-                let pos = self.times.partition_point(|&t| t <= ts);
-                self.times.insert(pos, ts);
-            }
-            _ => self.times.push_back(ts),
-        }
-        // Sessions [0, i) start at or before ts.
-        let i = match self.sessions.last() {
-            Some(last) if last.start_ms > ts => self.sessions.partition_point(|s| s.start_ms <= ts),
-            _ => self.sessions.len(),
-        };
-        if let Some(b) = i.checked_sub(1) {
-            let s = self.sessions[b];
-            if ts <= s.end_ms {
-                self.replace(
-                    b,
-                    Session {
-                        events: s.events + 1,
-                        ..s
-                    },
-                    change,
-                );
-                return;
-            }
-        }
-        let left = i
-            .checked_sub(1)
-            .filter(|&b| ts - self.sessions[b].end_ms <= gap);
-        let right =
-            Some(i).filter(|&r| self.sessions.get(r).is_some_and(|s| s.start_ms - ts <= gap));
-        let mut merged = Session {
-            start_ms: ts,
-            end_ms: ts,
-            events: 1,
-        };
-        if let Some(r) = right {
-            let s = self.sessions.remove(r);
-            change(s, -1);
-            merged.end_ms = s.end_ms;
-            merged.events += s.events;
-        }
-        match left {
-            Some(l) => {
-                let s = self.sessions[l];
-                merged.start_ms = s.start_ms;
-                merged.events += s.events;
-                self.replace(l, merged, change);
-            }
-            None => {
-                self.sessions.insert(i, merged);
-                change(merged, 1);
-            }
-        }
+    /// Adds an event at `ts`, with sessions split at gaps wider than `gap` and pieces at the
+    /// boundaries of buckets numbered by `bucket_of`; `change` hears each session that left
+    /// (`-1`) or appeared (`+1`).
+    pub fn insert(
+        &mut self,
+        ts: i64,
+        gap: i64,
+        bucket_of: impl Fn(i64) -> i64,
+        change: &mut impl FnMut(Session, isize),
+    ) {
+        insert_into(&mut self.sessions, ts, |a, b| b - a <= gap, change);
+        insert_into(
+            &mut self.pieces,
+            ts,
+            |a, b| b - a <= gap && bucket_of(a) == bucket_of(b),
+            &mut |_, _| {},
+        );
     }
 
-    /// Removes one event at `ts` (a no-op if there is none), in O(log n) apart from moving
-    /// memory: removing a session's first or last event shortens it; removing an inner event
-    /// that leaves a gap wider than `gap` splits it.
-    pub fn remove(&mut self, ts: i64, gap: i64, change: &mut impl FnMut(Session, isize)) {
-        let pos = self.times.partition_point(|&t| t < ts);
-        if self.times.get(pos) != Some(&ts) {
-            return;
-        }
-        self.times.remove(pos);
-        let i = self.sessions.partition_point(|s| s.start_ms <= ts) - 1;
-        let s = self.sessions[i];
-        if s.events == 1 {
-            self.sessions.remove(i);
-            change(s, -1);
-            return;
-        }
-        let still_there = self.times.get(pos) == Some(&ts);
-        let prev = pos
-            .checked_sub(1)
-            .map(|p| self.times[p])
-            .filter(|&t| t >= s.start_ms);
-        let next = self.times.get(pos).copied().filter(|&t| t <= s.end_ms);
-        let shorter = Session {
-            events: s.events - 1,
-            ..s
-        };
-        match (prev, next) {
-            _ if still_there => self.replace(i, shorter, change),
-            (None, Some(n)) => self.replace(
-                i,
-                Session {
-                    start_ms: n,
-                    ..shorter
-                },
-                change,
-            ),
-            (Some(p), None) => self.replace(
-                i,
-                Session {
-                    end_ms: p,
-                    ..shorter
-                },
-                change,
-            ),
-            (Some(p), Some(n)) if n - p <= gap => self.replace(i, shorter, change),
-            (Some(p), Some(n)) => {
-                let left = (pos - self.times.partition_point(|&t| t < s.start_ms)) as u64;
-                self.replace(
-                    i,
-                    Session {
-                        end_ms: p,
-                        events: left,
-                        ..s
-                    },
-                    change,
-                );
-                let right = Session {
-                    start_ms: n,
-                    end_ms: s.end_ms,
-                    events: s.events - 1 - left,
-                };
-                self.sessions.insert(i + 1, right);
-                change(right, 1);
-            }
-            (None, None) => {
-                self.sessions.remove(i);
-                change(s, -1);
+    /// Removes the pieces `leaves` says are behind the horizon (those of the oldest buckets,
+    /// oldest first); the first session loses their events and starts at its next piece, or
+    /// leaves when none is left.
+    pub fn evict(
+        &mut self,
+        leaves: impl Fn(&Session) -> bool,
+        change: &mut impl FnMut(Session, isize),
+    ) {
+        while let Some(piece) = self.pieces.front().copied().filter(|p| leaves(p)) {
+            self.pieces.pop_front();
+            // The oldest piece belongs to the oldest session.
+            let Some(first) = self.sessions.front().copied() else {
+                break;
+            };
+            change(first, -1);
+            let events = first.events.saturating_sub(piece.events);
+            match self.pieces.front() {
+                Some(next) if events > 0 => {
+                    let shorter = Session {
+                        start_ms: next.start_ms,
+                        end_ms: first.end_ms,
+                        events,
+                    };
+                    self.sessions[0] = shorter;
+                    change(shorter, 1);
+                }
+                _ => {
+                    self.sessions.pop_front();
+                }
             }
         }
     }
@@ -242,10 +230,11 @@ mod tests {
         let mut us = UserSessions::default();
         let mut seen = HashMap::new();
         let mut rec = |s, d| *seen.entry(s).or_insert(0) += d;
-        us.insert(0, 20, &mut rec);
-        us.insert(30, 20, &mut rec);
+        let one_bucket = |_| 0;
+        us.insert(0, 20, one_bucket, &mut rec);
+        us.insert(30, 20, one_bucket, &mut rec);
         assert_eq!(us.sessions().count(), 2);
-        us.insert(15, 20, &mut rec);
+        us.insert(15, 20, one_bucket, &mut rec);
         assert_eq!(
             us.sessions().collect::<Vec<_>>(),
             vec![Session {
@@ -279,23 +268,27 @@ mod tests {
 
     proptest! {
         #[test]
-        fn inserts_and_removals_match_the_definition(
+        fn inserts_and_evictions_match_the_definition(
             ops in proptest::collection::vec((0i64..200, any::<bool>()), 1..120),
             gap in 0i64..30,
+            width in 1i64..40,
         ) {
             let mut us = UserSessions::default();
             let mut seen: HashMap<Session, isize> = HashMap::new();
             let mut times: Vec<i64> = Vec::new();
-            for (t, remove) in ops {
+            let bucket_of = |t: i64| t.div_euclid(width);
+            let mut horizon = i64::MIN;
+            for (t, evict) in ops {
                 let mut rec = |s, d| *seen.entry(s).or_insert(0) += d;
-                if remove {
-                    if let Some(i) = times.iter().position(|&x| x == t) {
-                        times.swap_remove(i);
-                        us.remove(t, gap, &mut rec);
-                    }
-                } else {
+                if evict {
+                    // The horizon moves forward to t; whole buckets ending by it leave.
+                    horizon = horizon.max(t);
+                    let h = horizon;
+                    us.evict(|p| (bucket_of(p.start_ms) + 1) * width <= h, &mut rec);
+                    times.retain(|&x| (bucket_of(x) + 1) * width > h);
+                } else if (bucket_of(t) + 1) * width > horizon {
                     times.push(t);
-                    us.insert(t, gap, &mut rec);
+                    us.insert(t, gap, bucket_of, &mut rec);
                 }
                 check(&us, &seen, &times, gap);
             }

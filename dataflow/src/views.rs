@@ -6,20 +6,17 @@
 //!                                        \-> top-K (two stages) --------------------+
 //! windows (pre-aggregated) -> newest windows -> window counters -------------------+--> updates
 //!                                           \-> top-K per window -------------------+
-//! event batches (by user) --+-> retained store -> sessions, filter matches -------+
-//! filters (broadcast) ------+
+//! batches (by owner) -------> sessions, filter matches per bucket ------------------+
 //! ```
 
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::core::Input as TimelyInput;
-use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::{InputHandleVec, Scope};
 
 use crate::batch::EventBatch;
 use crate::config::ViewConfig;
-use crate::filter::FilterSpec;
 use crate::retained::retained_views;
 use crate::topk::top_k;
 use crate::update::{CountKey, ViewUpdate, WindowSlot};
@@ -27,14 +24,13 @@ use crate::windows::{window_counts, WindowDelta};
 
 /// The handles through which one worker feeds the dataflow. All advance together.
 pub struct ViewInputs {
-    /// Events, routed by user (see [`crate::feed::owner_of`]).
+    /// Users' events and filters' match counts, routed to their owners (see
+    /// [`crate::feed::owner_of`]).
     pub batches: InputHandleVec<u64, EventBatch>,
     /// Pre-aggregated window counter deltas.
     pub windows: InputHandleVec<u64, WindowDelta>,
     /// Pre-aggregated lifetime counter deltas.
     pub counts: InputSession<u64, CountKey, isize>,
-    /// Filters `(id, spec)`: `+1` adds, `-1` removes. Any worker may feed them.
-    pub filters: InputSession<u64, (String, FilterSpec), isize>,
     /// Updates that pass straight to the output: source positions, recent events, dead
     /// letters.
     pub extras: InputSession<u64, ViewUpdate, isize>,
@@ -46,10 +42,8 @@ impl ViewInputs {
         self.batches.advance_to(time);
         self.windows.advance_to(time);
         self.counts.advance_to(time);
-        self.filters.advance_to(time);
         self.extras.advance_to(time);
         self.counts.flush();
-        self.filters.flush();
         self.extras.flush();
     }
 
@@ -65,7 +59,6 @@ pub fn build_views<'s>(
     cfg: ViewConfig,
 ) -> (ViewInputs, VecCollection<'s, u64, ViewUpdate, isize>) {
     let (counts_in, counts) = scope.new_collection::<CountKey, isize>();
-    let (filters_in, filters) = scope.new_collection::<(String, FilterSpec), isize>();
     let (extras_in, extras) = scope.new_collection::<ViewUpdate, isize>();
     let mut batches_in = InputHandleVec::new();
     let batches = scope.input_from(&mut batches_in);
@@ -90,7 +83,7 @@ pub fn build_views<'s>(
             }),
         cfg.top_k,
     );
-    let retained = retained_views(batches, filters.inner.broadcast(), cfg);
+    let retained = retained_views(batches, cfg);
 
     let updates = lifetime
         .map(|(key, count)| ViewUpdate::Count(key, count as i64))
@@ -103,7 +96,6 @@ pub fn build_views<'s>(
         batches: batches_in,
         windows: windows_in,
         counts: counts_in,
-        filters: filters_in,
         extras: extras_in,
     };
     (inputs, updates)
