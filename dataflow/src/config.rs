@@ -11,7 +11,7 @@ pub const WIDEST_WINDOW_MS: i64 = 3_600_000;
 pub const MAX_WINDOWS_KEPT: i64 = 3_600;
 
 /// Retention is kept in this many buckets of event time: history leaves a bucket at a time.
-pub const RETENTION_BUCKETS: i64 = 512;
+pub const RETENTION_BUCKETS: i64 = 64;
 
 /// Parameters of the views (SPEC sections 3 and 5), with SPEC's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ impl ViewConfig {
         (widest - widest % w).max(w)
     }
 
-    /// Width of a retention bucket: `retention / 512` (at least 1 ms). An event stays in
+    /// Width of a retention bucket: `retention / 64` (at least 1 ms; 2 h 37.5 min at the default 7 d). An event stays in
     /// sessions and filter counts while its bucket ends after the horizon, so history leaves
     /// whole buckets at a time and state is bounded by keys and buckets, never by events.
     pub fn retention_bucket_ms(&self) -> i64 {

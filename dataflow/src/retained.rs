@@ -7,7 +7,7 @@
 //!
 //! **Retention.** The horizon is `newest event time - retention`, where "newest" is global:
 //! every batch carries its sender's newest time, so all workers agree on the horizon of each
-//! dataflow time. Event time is cut into buckets of `retention / 512`; an event is in the
+//! dataflow time. Event time is cut into buckets of `retention / 64`; an event is in the
 //! retained history while its bucket ends after the horizon. When a bucket leaves, its events
 //! leave the sessions (the first session of a user shrinks to start at its next event, or
 //! leaves) and the filter counts. An event that arrives with its bucket already gone joins

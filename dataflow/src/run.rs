@@ -250,6 +250,7 @@ pub fn run_views(
         shares,
         opts,
         capture: Mutex::new(Some(tx)),
+        applied: AtomicU64::new(0),
         dead_letters: Mutex::new(dead_letters),
     });
     let guards = timely::execute(timely::Config::process(workers), {
@@ -259,7 +260,11 @@ pub fn run_views(
     .map_err(RunError::Dataflow)?;
     let mut collector = Collector::default();
     for event in rx {
-        collector.push(event);
+        if collector.push(event) {
+            shared
+                .applied
+                .store(collector.state().as_of, Ordering::Relaxed);
+        }
     }
     let mut lines = 0;
     for result in guards.join() {
@@ -282,6 +287,9 @@ struct Shared {
     shares: Vec<Share>,
     opts: RunOptions,
     capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
+    /// The last time the collector has applied: workers wait for it too, so that updates do
+    /// not pile up between the dataflow and a slower collector.
+    applied: AtomicU64,
     dead_letters: Mutex<Option<mpsc::Sender<DeadLetter>>>,
 }
 
@@ -349,9 +357,12 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         }
         time += 1;
         let lagging = time.saturating_sub(MAX_TIMES_IN_FLIGHT);
-        // Park rather than spin while waiting for the other workers.
+        // Park rather than spin while waiting for the other workers and the collector.
         while probe.less_than(&lagging) {
             worker.step_or_park(None);
+        }
+        while shared.applied.load(Ordering::Relaxed) < lagging.saturating_sub(1) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
     Ok(lines)
