@@ -4,28 +4,16 @@
 
 use std::path::PathBuf;
 
-fn tansu() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("TANSU") {
-        return Some(PathBuf::from(p));
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-}
+include!("tests/support/find_tansu.rs");
 
 fn main() {
+    println!("cargo::rerun-if-changed=tests/support/find_tansu.rs");
     println!("cargo::rustc-check-cfg=cfg(emoflow_broker)");
     println!("cargo::rerun-if-env-changed=EMOFLOW_REQUIRE_BROKER");
     println!("cargo::rerun-if-env-changed=TANSU");
     println!("cargo::rerun-if-env-changed=PATH");
     let required = std::env::var("EMOFLOW_REQUIRE_BROKER").is_ok_and(|v| v == "1");
-    match tansu() {
+    match tansu_binary() {
         Some(path) => {
             println!("cargo::rerun-if-changed={}", path.display());
             println!("cargo::rustc-cfg=emoflow_broker");

@@ -101,10 +101,16 @@ impl ViewConfig {
         newest.saturating_sub(self.retention_ms)
     }
 
+    /// Where the bucket of an event at `ts` ends: the event is retained while the horizon is
+    /// before this.
+    pub fn retained_until(&self, ts: i64) -> i64 {
+        self.bucket_end(self.bucket_of(ts))
+    }
+
     /// Whether an event at `ts` is still in the retained history behind `horizon`: its
     /// bucket ends after the horizon.
     pub fn retains(&self, ts: i64, horizon: i64) -> bool {
-        self.bucket_end(self.bucket_of(ts)) > horizon
+        self.retained_until(ts) > horizon
     }
 
     /// Start of the window holding `ts`.

@@ -203,6 +203,18 @@ impl Feed {
         });
     }
 
+    /// Starts counting `filters` from the start of a run, where there is no history to
+    /// back-fill.
+    pub fn add_initial_filters(&mut self, filters: &[(String, FilterSpec)]) {
+        for (id, spec) in filters {
+            let key = FilterKey {
+                id: id.clone(),
+                since: 0,
+            };
+            self.add_filter(key, spec);
+        }
+    }
+
     /// Stops counting filter `id`; its counts leave the views.
     pub fn remove_filter(&mut self, id: &str) {
         if let Some(i) = self.filters.iter().position(|f| f.key.id == id) {

@@ -19,7 +19,6 @@ use timely::dataflow::operators::capture::Capture as _;
 use timely::dataflow::operators::Exchange as _;
 
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
-use crate::batch::FilterKey;
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
@@ -312,13 +311,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let mut epoch = tick_end(now_ms(), tick);
     inputs.advance_to(epoch);
     let mut feed = Feed::new(cfg, peers);
-    for (id, spec) in &opts.filters {
-        let key = FilterKey {
-            id: id.clone(),
-            since: 0,
-        };
-        feed.add_filter(key, spec);
-    }
+    feed.add_initial_filters(&opts.filters);
     let mut reported = ReportedPositions::default();
     if let Some(r) = &reader {
         reported.report(r.positions(), &mut inputs);

@@ -183,7 +183,7 @@ impl RetainedState {
         let key = state
             .sessions
             .first_piece_start()
-            .map(|t| self.cfg.bucket_end(self.cfg.bucket_of(t)));
+            .map(|t| self.cfg.retained_until(t));
         if key != state.queued_at {
             if let Some(old) = state.queued_at {
                 self.evict_queue.remove(&(old, user));
@@ -236,10 +236,11 @@ impl RetainedState {
             let state = &mut self.users[user as usize - 1];
             state.queued_at = None;
             let log = &mut state.log;
-            state.sessions.evict(
-                |p| cfg.bucket_end(cfg.bucket_of(p.start_ms)) <= horizon,
-                &mut |s, d| log_change(log, s, d),
-            );
+            state
+                .sessions
+                .evict(|p| !cfg.retains(p.start_ms, horizon), &mut |s, d| {
+                    log_change(log, s, d)
+                });
             mark_dirty(state, user, &mut self.dirty_users);
             self.requeue(user);
         }

@@ -313,13 +313,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
     });
 
     let mut feed = Feed::new(cfg, peers);
-    for (id, spec) in &opts.filters {
-        let key = FilterKey {
-            id: id.clone(),
-            since: 0,
-        };
-        feed.add_filter(key, spec);
-    }
+    feed.add_initial_filters(&opts.filters);
     let mut source = Source::new(shared, index, dead_letters);
     let mut lines = 0u64;
     let mut time = 1u64;

@@ -231,19 +231,24 @@ proptest! {
     }
 }
 
+/// `events` lines of the seeded generator, for `users` users about `step_ms` apart.
+fn generated_lines(users: u32, step_ms: f64, events: u64) -> Vec<String> {
+    let mut buf = Vec::new();
+    emoflow_ingest::generator::Generator::new(emoflow_ingest::generator::GeneratorConfig {
+        users,
+        step_ms,
+        ..Default::default()
+    })
+    .write_ndjson(events, &mut buf, |_| {})
+    .unwrap();
+    let text = String::from_utf8(buf).unwrap();
+    text.lines().map(str::to_owned).collect()
+}
+
 /// The same events in any order and on any number of workers give the same views.
 #[test]
 fn worker_counts_and_orders_agree_on_generated_data() {
-    let mut buf = Vec::new();
-    emoflow_ingest::generator::Generator::new(emoflow_ingest::generator::GeneratorConfig {
-        users: 40,
-        step_ms: 5_000.0,
-        ..Default::default()
-    })
-    .write_ndjson(3000, &mut buf, |_| {})
-    .unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut lines = generated_lines(40, 5_000.0, 3000);
     for (workers, seed) in [(1, 0u64), (2, 1), (3, 2)] {
         use rand::seq::SliceRandom;
         use rand::SeedableRng;
@@ -304,16 +309,7 @@ fn retention_keeps_the_boundary_and_evicts_past_it() {
 /// worker read before the seam is back-filled, what it reads from then on is counted live.
 #[test]
 fn a_filter_added_at_any_time_counts_each_event_once() {
-    let mut buf = Vec::new();
-    emoflow_ingest::generator::Generator::new(emoflow_ingest::generator::GeneratorConfig {
-        users: 7,
-        step_ms: 1_000.0,
-        ..Default::default()
-    })
-    .write_ndjson(400, &mut buf, |_| {})
-    .unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let lines = generated_lines(7, 1_000.0, 400);
     for workers in 1..=3 {
         for at in 1..=12u64 {
             let c = Case {

@@ -19,21 +19,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Where the tansu binary is: `$TANSU`, on `PATH`, or in `~/.cargo/bin`.
-pub fn tansu_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("TANSU") {
-        return Some(PathBuf::from(p));
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
-}
+include!("find_tansu.rs");
 
 /// True when the broker tests must run (CI sets it); otherwise they skip without tansu.
 pub fn broker_required() -> bool {
