@@ -123,7 +123,7 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     } else {
         format!("embedded://{brokers}/{}", args.topic)
     };
-    let probe = HealthProbe::new(source, run.archive_monitor());
+    let probe = HealthProbe::new(source, Some(run.reader_health()), run.archive_monitor());
     let stop_poller = Arc::new(AtomicBool::new(false));
     probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
     // The embedded broker keeps 5 MiB per partition: ingest keeps within what it holds ahead

@@ -22,6 +22,7 @@ use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, 
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
+use crate::reader_health::ReaderHealth;
 use crate::run::{RunError, ToCollector};
 use crate::snapshot::{CapturedEvent, Collector, ViewState};
 use crate::update::{DeadLetterRecord, ViewUpdate};
@@ -106,6 +107,7 @@ pub struct KafkaRun {
     guards: timely::communication::WorkerGuards<Result<(), RunError>>,
     collector: std::thread::JoinHandle<Collector>,
     archive: Option<ArchiveSink>,
+    health: Arc<ReaderHealth>,
     started: Instant,
 }
 
@@ -152,7 +154,12 @@ pub fn start_kafka(
         Some(cfg) => Some(ArchiveSink::open(cfg.clone()).map_err(RunError::Io)?),
         None => None,
     };
+    let health = Arc::new(ReaderHealth::new(
+        input.ranges.iter().map(|r| r.partition),
+        workers,
+    ));
     let shared = Arc::new(Shared {
+        health: health.clone(),
         input,
         opts,
         capture: Mutex::new(Some(tx)),
@@ -160,7 +167,8 @@ pub fn start_kafka(
         archive: archive.as_ref().map(ArchiveSink::monitor),
     });
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        run_worker(worker, &shared)
+        let index = worker.index();
+        run_worker(worker, &shared).inspect_err(|e| shared.health.stopped(index, e.to_string()))
     })
     .map_err(RunError::Dataflow)?;
     let collector = std::thread::Builder::new()
@@ -183,6 +191,7 @@ pub fn start_kafka(
         guards,
         collector,
         archive,
+        health,
         started,
     })
 }
@@ -202,6 +211,11 @@ impl KafkaRun {
     /// The archive's progress, when there is one.
     pub fn archive_monitor(&self) -> Option<ArchiveMonitor> {
         self.archive.as_ref().map(ArchiveSink::monitor)
+    }
+
+    /// What the readers report while they run: their partitions and failures.
+    pub fn reader_health(&self) -> Arc<ReaderHealth> {
+        self.health.clone()
     }
 
     /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]), and for the
@@ -235,6 +249,7 @@ struct Shared {
     capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
     stop: Arc<AtomicBool>,
     archive: Option<ArchiveMonitor>,
+    health: Arc<ReaderHealth>,
 }
 
 /// The positions a worker has told the views about, to send only changes.
@@ -376,6 +391,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             });
             if let Some(a) = archive.as_mut() {
                 a.tick();
+            }
+            if let Some(e) = r.take_error() {
+                shared.health.poll_error(index, e);
             }
             for (p, from, to) in r.take_skips() {
                 inputs.extras.update(ViewUpdate::Skipped(p, from, to), 1);

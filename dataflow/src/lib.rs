@@ -24,6 +24,7 @@ pub mod filter;
 pub mod intern;
 pub mod kafka_run;
 pub mod priority;
+pub mod reader_health;
 pub mod retained;
 pub mod run;
 pub mod sessions;

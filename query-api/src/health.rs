@@ -2,7 +2,7 @@
 //! A background thread reads the watermarks every half second; the route never waits on the
 //! broker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,8 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::Json;
 use emoflow_dataflow::archive::ArchiveMonitor;
+use emoflow_dataflow::reader_health::{ReaderHealth, ReaderProblem};
 use emoflow_dataflow::snapshot::SKIPPED_RANGES_KEPT;
-use emoflow_ingest::kafka::Watermarks;
+use emoflow_ingest::kafka::{PartitionMarks, Watermarks};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
@@ -24,7 +26,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 
 struct Reading {
     at: Instant,
-    high: Result<BTreeMap<i32, i64>, String>,
+    marks: Result<BTreeMap<i32, PartitionMarks>, String>,
 }
 
 /// What `/health` knows about the source.
@@ -32,24 +34,30 @@ pub struct HealthProbe {
     source: String,
     reading: Mutex<Option<Reading>>,
     archive: Option<ArchiveMonitor>,
+    readers: Option<Arc<ReaderHealth>>,
 }
 
 impl HealthProbe {
-    /// A probe describing the source as `source` (shown as is), and the archive when there
-    /// is one.
-    pub fn new(source: impl Into<String>, archive: Option<ArchiveMonitor>) -> Arc<Self> {
+    /// A probe describing the source as `source` (shown as is), the run's readers and its
+    /// archive when there are ones.
+    pub fn new(
+        source: impl Into<String>,
+        readers: Option<Arc<ReaderHealth>>,
+        archive: Option<ArchiveMonitor>,
+    ) -> Arc<Self> {
         Arc::new(HealthProbe {
             source: source.into(),
             reading: Mutex::new(None),
             archive,
+            readers,
         })
     }
 
-    fn record(&self, high: Result<BTreeMap<i32, i64>, String>) {
+    fn record(&self, marks: Result<BTreeMap<i32, PartitionMarks>, String>) {
         if let Ok(mut r) = self.reading.lock() {
             *r = Some(Reading {
                 at: Instant::now(),
-                high,
+                marks,
             });
         }
     }
@@ -59,8 +67,11 @@ impl HealthProbe {
         self.reading
             .lock()
             .ok()
-            .and_then(|r| r.as_ref().and_then(|r| r.high.as_ref().ok().cloned()))
+            .and_then(|r| r.as_ref().and_then(|r| r.marks.as_ref().ok().cloned()))
             .unwrap_or_default()
+            .into_iter()
+            .map(|(p, m)| (p, m.high))
+            .collect()
     }
 
     /// Reads the watermarks of `topic` on `brokers` until `stop` is set.
@@ -76,14 +87,14 @@ impl HealthProbe {
             .spawn(move || {
                 let marks = Watermarks::new(&brokers, &topic);
                 while !stop.load(Ordering::Relaxed) {
-                    let high = match &marks {
+                    let read = match &marks {
                         Ok(m) => m
-                            .high(Duration::from_secs(2))
+                            .read(Duration::from_secs(2))
                             .map(|v| v.into_iter().collect())
                             .map_err(|e| e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
-                    probe.record(high);
+                    probe.record(read);
                     std::thread::sleep(WATERMARK_INTERVAL);
                 }
             })
@@ -96,12 +107,106 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Messages behind the high watermarks: never negative (a broker may report a watermark that
-/// lags its real end), 0 once every partition is read to its end.
-pub fn lag(positions: &BTreeMap<i32, i64>, high: &BTreeMap<i32, i64>) -> i64 {
-    high.iter()
-        .map(|(p, h)| positions.get(p).map_or(0, |pos| (h - pos).max(0)))
-        .sum()
+/// One partition as `/health` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionHealth {
+    /// The partition.
+    pub partition: i32,
+    /// The next offset the views will read; absent before they have read from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<i64>,
+    /// The oldest offset the broker holds.
+    pub low_watermark: i64,
+    /// The offset the broker's next message gets: the larger of what the broker reported
+    /// and the position (a broker may report a watermark behind what was already read).
+    pub high_watermark: i64,
+    /// Messages not yet in the views: from the position, or the whole backlog (low to high)
+    /// of a partition with no position yet.
+    pub lag: i64,
+    /// False for a partition the run does not read (added to the topic after it started).
+    pub read: bool,
+}
+
+/// What the source's state says about the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceAssessment {
+    /// Every partition the broker reported.
+    pub partitions: Vec<PartitionHealth>,
+    /// Why the service is degraded, if it is.
+    pub problems: Vec<String>,
+    /// What is worth knowing but not wrong (stale watermarks).
+    pub notes: Vec<String>,
+}
+
+impl SourceAssessment {
+    /// Messages behind the high watermarks, in all.
+    pub fn lag(&self) -> i64 {
+        self.partitions.iter().map(|p| p.lag).sum()
+    }
+}
+
+fn list(partitions: &[i32]) -> String {
+    let names: Vec<String> = partitions.iter().map(i32::to_string).collect();
+    names.join(", ")
+}
+
+/// Judges the views' `positions` against the broker's `marks`, the partitions the run reads
+/// (`None`: not known) and the readers' problems.
+pub fn assess_source(
+    positions: &BTreeMap<i32, i64>,
+    marks: &BTreeMap<i32, PartitionMarks>,
+    read: Option<&BTreeSet<i32>>,
+    readers: &[ReaderProblem],
+) -> SourceAssessment {
+    let mut out = SourceAssessment::default();
+    let (mut stale, mut unread) = (Vec::new(), Vec::new());
+    for (&partition, m) in marks {
+        let position = positions.get(&partition).copied();
+        if position.is_some_and(|pos| pos > m.high) {
+            stale.push(partition);
+        }
+        let high = position.map_or(m.high, |pos| pos.max(m.high));
+        let lag = match position {
+            Some(pos) => high - pos,
+            None => (m.high - m.low).max(0),
+        };
+        let is_read = read.is_none_or(|r| r.contains(&partition));
+        if !is_read {
+            unread.push(partition);
+        }
+        out.partitions.push(PartitionHealth {
+            partition,
+            position,
+            low_watermark: m.low,
+            high_watermark: high,
+            lag,
+            read: is_read,
+        });
+    }
+    if !unread.is_empty() {
+        out.problems.push(format!(
+            "partitions {} were added to the topic after emoflow started and are not read: restart emoflow to read them",
+            list(&unread)
+        ));
+    }
+    if !stale.is_empty() {
+        out.notes.push(format!(
+            "the broker reported high watermarks behind the views' positions for partitions {} (stale metadata): shown as the positions",
+            list(&stale)
+        ));
+    }
+    for r in readers {
+        let whose = format!("the reader of partitions [{}]", list(&r.partitions));
+        out.problems.push(if r.stopped {
+            format!(
+                "{whose} (worker {}) stopped, and they are no longer read: {}",
+                r.worker, r.error
+            )
+        } else {
+            format!("{whose} (worker {}) reports: {}", r.worker, r.error)
+        });
+    }
+    out
 }
 
 /// `GET /health`.
@@ -109,8 +214,14 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let snap = app.snapshot();
     let probe = app.health();
     let positions = &snap.state.positions;
+    let readers = probe
+        .readers
+        .as_ref()
+        .map(|r| r.problems())
+        .unwrap_or_default();
+    let read = probe.readers.as_ref().map(|r| r.partitions());
     let mut problems = Vec::new();
-    let (lag, high) = match probe
+    let marks = match probe
         .reading
         .lock()
         .ok()
@@ -119,21 +230,23 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     {
         None => {
             problems.push("no watermark reading yet".to_owned());
-            (0, BTreeMap::new())
+            BTreeMap::new()
         }
         Some(r) => {
             if r.at.elapsed() > STALE_AFTER {
                 problems.push("the broker has not answered for a while".to_owned());
             }
-            match &r.high {
-                Ok(high) => (lag(positions, high), high.clone()),
+            match &r.marks {
+                Ok(marks) => marks.clone(),
                 Err(e) => {
                     problems.push(format!("cannot read the broker's watermarks: {e}"));
-                    (0, BTreeMap::new())
+                    BTreeMap::new()
                 }
             }
         }
     };
+    let source = assess_source(positions, &marks, read, &readers);
+    problems.extend(source.problems.iter().cloned());
     let as_of = snap.state.as_of;
     if now_ms().saturating_sub(as_of) > STALE_AFTER.as_millis() as u64 {
         problems.push("the views have not advanced for a while".to_owned());
@@ -169,19 +282,26 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     } else {
         "degraded"
     };
+    let high: BTreeMap<i32, i64> = source
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.high_watermark))
+        .collect();
     Json(json!({
         "status": status,
         "source": probe.source,
-        "lag": lag,
+        "lag": source.lag(),
         "as_of": as_of,
         "positions": positions,
         "high_watermarks": high,
+        "partitions": source.partitions,
         "archive": archive,
         "skipped_offsets": {
             "total": skipped.total,
             "ranges": skipped.ranges.iter().map(|(p, from, to)| json!({"partition": p, "from": from, "to": to})).collect::<Vec<_>>(),
         },
         "problems": problems,
+        "notes": source.notes,
     }))
 }
 
@@ -189,10 +309,79 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
 mod tests {
     use super::*;
 
+    fn marks(list: &[(i32, i64, i64)]) -> BTreeMap<i32, PartitionMarks> {
+        list.iter()
+            .map(|&(p, low, high)| (p, PartitionMarks { low, high }))
+            .collect()
+    }
+
     #[test]
     fn lag_is_never_negative_and_zero_when_caught_up() {
         let pos = BTreeMap::from([(0, 10), (1, 5)]);
-        assert_eq!(lag(&pos, &BTreeMap::from([(0, 10), (1, 5)])), 0);
-        assert_eq!(lag(&pos, &BTreeMap::from([(0, 8), (1, 7)])), 2);
+        let caught_up = assess_source(&pos, &marks(&[(0, 0, 10), (1, 0, 5)]), None, &[]);
+        assert_eq!(caught_up.lag(), 0);
+        assert!(caught_up.problems.is_empty() && caught_up.notes.is_empty());
+        let behind = assess_source(&pos, &marks(&[(0, 0, 8), (1, 0, 7)]), None, &[]);
+        assert_eq!(behind.lag(), 2);
+    }
+
+    #[test]
+    fn a_partition_with_no_position_counts_its_whole_backlog() {
+        let pos = BTreeMap::from([(0, 10)]);
+        let a = assess_source(&pos, &marks(&[(0, 0, 10), (1, 40, 100)]), None, &[]);
+        assert_eq!(a.lag(), 60);
+        assert_eq!(a.partitions[1].position, None);
+        assert_eq!(a.partitions[1].lag, 60);
+    }
+
+    #[test]
+    fn positions_are_never_ahead_of_the_watermarks_shown() {
+        let pos = BTreeMap::from([(0, 12), (1, 3)]);
+        let a = assess_source(&pos, &marks(&[(0, 0, 10), (1, 0, 5)]), None, &[]);
+        for p in &a.partitions {
+            assert!(
+                p.position.is_none_or(|pos| pos <= p.high_watermark),
+                "{p:?}"
+            );
+        }
+        assert_eq!(a.partitions[0].high_watermark, 12);
+        assert_eq!(a.lag(), 2);
+        assert!(a.problems.is_empty());
+        assert!(a.notes[0].contains("partitions 0 "), "{:?}", a.notes);
+    }
+
+    #[test]
+    fn partitions_added_after_the_start_are_named() {
+        let pos = BTreeMap::from([(0, 5), (1, 5)]);
+        let read = BTreeSet::from([0, 1]);
+        let m = marks(&[(0, 0, 5), (1, 0, 5), (2, 0, 7), (3, 0, 0)]);
+        let a = assess_source(&pos, &m, Some(&read), &[]);
+        assert_eq!(a.lag(), 7);
+        assert_eq!(a.problems.len(), 1);
+        assert!(
+            a.problems[0].contains("partitions 2, 3 were added"),
+            "{:?}",
+            a.problems
+        );
+        assert!(!a.partitions[2].read && a.partitions[0].read);
+    }
+
+    #[test]
+    fn a_failed_reader_is_a_problem_at_once() {
+        let health = ReaderHealth::new(0..4, 2);
+        health.stopped(1, "kafka consumer: broker transport failure".into());
+        let a = assess_source(
+            &BTreeMap::new(),
+            &marks(&[(0, 0, 0)]),
+            Some(health.partitions()),
+            &health.problems(),
+        );
+        assert_eq!(a.problems.len(), 1);
+        assert!(
+            a.problems[0].contains("partitions [1, 3]"),
+            "{:?}",
+            a.problems
+        );
+        assert!(a.problems[0].contains("broker transport failure"));
     }
 }

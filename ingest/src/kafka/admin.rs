@@ -78,10 +78,19 @@ pub fn ensure_topic(
     }
 }
 
-/// Reads a topic's high watermarks (the offset the next message will get), for lag.
+/// Reads a topic's watermarks (for lag): which partitions it has, and what each holds.
 pub struct Watermarks {
     consumer: BaseConsumer,
     topic: String,
+}
+
+/// What one partition holds, as the broker reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionMarks {
+    /// The oldest offset still held.
+    pub low: i64,
+    /// The offset the next message will get.
+    pub high: i64,
 }
 
 impl Watermarks {
@@ -93,13 +102,14 @@ impl Watermarks {
         })
     }
 
-    /// `(partition, high watermark)` for every partition of the topic.
-    pub fn high(&self, timeout: Duration) -> Result<Vec<(i32, i64)>, KafkaError> {
+    /// `(partition, watermarks)` for every partition the topic has now (partitions added
+    /// since the last call included).
+    pub fn read(&self, timeout: Duration) -> Result<Vec<(i32, PartitionMarks)>, KafkaError> {
         partitions_with(&self.consumer, &self.topic)?
             .into_iter()
             .map(|p| {
-                let (_, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout)?;
-                Ok((p, high))
+                let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, timeout)?;
+                Ok((p, PartitionMarks { low, high }))
             })
             .collect()
     }

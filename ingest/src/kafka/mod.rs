@@ -12,7 +12,8 @@ mod producer;
 mod reader;
 
 pub use admin::{
-    ensure_topic, partitions_of, resolve_range, OffsetSpec, PartitionRange, RangeEnd, Watermarks,
+    ensure_topic, partitions_of, resolve_range, OffsetSpec, PartitionMarks, PartitionRange,
+    RangeEnd, Watermarks,
 };
 pub use embedded::EmbeddedBroker;
 pub use producer::{

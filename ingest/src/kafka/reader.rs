@@ -54,8 +54,12 @@ struct PartitionState {
     finished: bool,
 }
 
-/// Client callbacks of the reader: reaching a partition's end is expected, not an error.
-struct ReaderContext;
+/// Client callbacks of the reader: reaching a partition's end is expected, not an error;
+/// other errors are kept (the newest) for [`PartitionReader::take_error`].
+#[derive(Default)]
+struct ReaderContext {
+    error: std::sync::Mutex<Option<String>>,
+}
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -65,6 +69,9 @@ impl ClientContext for ReaderContext {
         );
         if !end_of_partition {
             tracing::warn!("kafka consumer: {error}: {reason}");
+            if let Ok(mut kept) = self.error.lock() {
+                *kept = Some(format!("{error}: {reason}"));
+            }
         }
     }
 }
@@ -93,6 +100,8 @@ pub struct PartitionReader {
     pub skipped: u64,
     /// Ranges passed over since [`PartitionReader::take_skips`] last took them.
     skips: Vec<(i32, i64, i64)>,
+    /// The newest poll error since [`PartitionReader::take_error`] last took it.
+    error: Option<String>,
 }
 
 impl PartitionReader {
@@ -125,7 +134,7 @@ impl PartitionReader {
             // messages quickly (the embedded one, under load) has moved its start again by then,
             // and the reader never catches up.
             .set("fetch.error.backoff.ms", "10")
-            .create_with_context(ReaderContext)?;
+            .create_with_context(ReaderContext::default())?;
         let mut tpl = TopicPartitionList::new();
         let mut partitions = BTreeMap::new();
         let mut positions = BTreeMap::new();
@@ -161,6 +170,7 @@ impl PartitionReader {
             errors: 0,
             skipped: 0,
             skips: Vec::new(),
+            error: None,
         })
     }
 
@@ -200,6 +210,7 @@ impl PartitionReader {
                     if self.errors.is_power_of_two() {
                         tracing::warn!(errors = self.errors, "kafka poll: {e}");
                     }
+                    self.error = Some(e.to_string());
                     break;
                 }
                 Some(Ok(m)) => m,
@@ -310,6 +321,19 @@ impl PartitionReader {
     /// last call (the broker dropped them before they were read, or they are not messages).
     pub fn take_skips(&mut self) -> Vec<(i32, i64, i64)> {
         std::mem::take(&mut self.skips)
+    }
+
+    /// The newest poll error since the last call, if any (librdkafka retries by itself; the
+    /// caller decides whom to tell).
+    pub fn take_error(&mut self) -> Option<String> {
+        let client = self
+            .consumer
+            .context()
+            .error
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take());
+        self.error.take().or(client)
     }
 
     /// partition -> the next offset this reader will deliver.
