@@ -122,7 +122,7 @@ fn pipeline(
             bail!("the archive wrote {} events", a.rows_written);
         }
     }
-    let lt = emoflow_dataflow::document::LifetimeCounts::of(&out.state);
+    let lt = &out.state.lifetime;
     let n = lt.total as u64 + lt.rejected.values().sum::<i64>() as u64;
     Ok((n, out.elapsed.as_secs_f64()))
 }

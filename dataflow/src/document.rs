@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ViewConfig, WINDOWS_SHOWN};
 use crate::sessions::Session;
+pub use crate::snapshot::LifetimeCounts;
 use crate::snapshot::ViewState;
-use crate::update::{CountKey, WindowSlot};
+use crate::update::WindowSlot;
 
 /// An emoji in a top-K list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,38 +153,9 @@ pub fn summarize<'a>(users: usize, sessions: impl Iterator<Item = &'a Session>) 
     }
 }
 
-/// The lifetime counters of a state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LifetimeCounts {
-    /// Accepted events.
-    pub total: i64,
-    /// Events per emoji.
-    pub counts: BTreeMap<String, i64>,
-    /// Events per event type.
-    pub event_types: BTreeMap<String, i64>,
-    /// Rejected inputs by reason.
-    pub rejected: BTreeMap<String, i64>,
-}
-
-impl LifetimeCounts {
-    /// Reads the counters out of `state`.
-    pub fn of(state: &ViewState) -> Self {
-        let mut out = LifetimeCounts::default();
-        for (key, value) in state.counts.keys() {
-            match key {
-                CountKey::Total => out.total = *value,
-                CountKey::Emoji(e) => drop(out.counts.insert(e.clone(), *value)),
-                CountKey::EventType(t) => drop(out.event_types.insert(t.clone(), *value)),
-                CountKey::Rejected(r) => drop(out.rejected.insert(r.clone(), *value)),
-            }
-        }
-        out
-    }
-}
-
 /// The lifetime ties-aware top-K the dataflow maintains (K from the configuration).
 pub fn lifetime_top(state: &ViewState) -> Vec<TopEntry> {
-    ranked(state.top.keys().cloned().collect())
+    ranked(state.top.iter().map(|(e, c)| (e.clone(), *c)).collect())
 }
 
 /// The windows of `state` that hold events, newest first (at most [`WINDOWS_SHOWN`]).
@@ -194,11 +166,11 @@ pub fn windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
         .rev()
         .take(WINDOWS_SHOWN)
         .map(|(&start, counters)| {
-            let mut doc = window_doc(start, cfg, counters.keys());
+            let mut doc = window_doc(start, cfg, counters.iter());
             doc.top = state
                 .window_top
                 .get(&start)
-                .map(|t| ranked(t.keys().cloned().collect()))
+                .map(|t| ranked(t.iter().map(|(e, c)| (e.clone(), *c)).collect()))
                 .unwrap_or_default();
             doc
         })
@@ -209,21 +181,21 @@ pub fn windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
 /// starting less than [`ViewConfig::widest_window_ms`] before the newest. Their `top` is left
 /// empty (the caller ranks what it regroups).
 pub fn whole_windows(state: &ViewState, cfg: &ViewConfig) -> Vec<WindowDoc> {
-    let Some(&newest) = state.windows.keys().next_back() else {
+    let Some(&(newest, _)) = state.windows.get_max() else {
         return Vec::new();
     };
     let after = newest - cfg.widest_window_ms();
     state
         .windows
         .range(after + 1..)
-        .map(|(&start, counters)| window_doc(start, cfg, counters.keys()))
+        .map(|(&start, counters)| window_doc(start, cfg, counters.iter()))
         .collect()
 }
 
 fn window_doc<'a>(
     start: i64,
     cfg: &ViewConfig,
-    counters: impl Iterator<Item = &'a (WindowSlot, i64)>,
+    counters: impl Iterator<Item = (&'a WindowSlot, &'a i64)>,
 ) -> WindowDoc {
     let mut doc = WindowDoc {
         start_ms: start,
@@ -260,23 +232,28 @@ pub fn sessions(state: &ViewState) -> SessionsDoc {
 impl ViewsDocument {
     /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
     pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
-        let lifetime = LifetimeCounts::of(state);
+        let lifetime = &state.lifetime;
         let filters = filter_ids
             .iter()
             .map(|id| {
-                let count = state.filters.get(id).map_or(0, |n| *n as i64);
+                let count = state.filter_matches(id);
                 (id.clone(), FilterDoc { count })
             })
             .collect();
+        let sorted = |m: &crate::snapshot::POrdMap<crate::snapshot::Name, i64>| {
+            m.iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
         ViewsDocument {
             total: lifetime.total,
-            counts: lifetime.counts,
-            event_types: lifetime.event_types,
+            counts: sorted(&lifetime.counts),
+            event_types: sorted(&lifetime.event_types),
             top: lifetime_top(state),
             windows: windows(state, cfg),
             sessions: sessions(state),
             filters,
-            rejected: lifetime.rejected,
+            rejected: sorted(&lifetime.rejected),
             as_of: state.as_of,
         }
     }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use imbl::shared_ptr::DefaultSharedPtr;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::MutableAntichain;
 
@@ -18,6 +20,17 @@ pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A batch of captured updates, as the dataflow's capture delivers them.
 pub type CapturedEvent = Event<u64, Vec<(ViewUpdate, u64, isize)>>;
+
+/// A persistent hash map: clones share structure, so a snapshot costs what changed since the
+/// last one, not what exists.
+pub type PMap<K, V> = imbl::GenericHashMap<K, V, FxBuildHasher, DefaultSharedPtr>;
+
+/// A persistent sorted map (see [`PMap`]).
+pub type POrdMap<K, V> = imbl::OrdMap<K, V>;
+
+/// A counter's name in the persistent maps: copying a map's node on write copies its names,
+/// which must not cost an allocation each.
+pub type Name = Arc<str>;
 
 /// A multiset of records; only records with a non-zero multiplicity are kept.
 type Multiset<K> = FxHashMap<K, isize>;
@@ -35,6 +48,92 @@ fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
             if diff != 0 {
                 v.insert(diff);
             }
+        }
+    }
+}
+
+/// The operations of a persistent map that [`set_value`] needs.
+trait ValueMap<K, V> {
+    fn put(&mut self, key: K, value: V);
+    fn value(&self, key: &K) -> Option<&V>;
+    fn drop_key(&mut self, key: &K);
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> ValueMap<K, V> for PMap<K, V> {
+    fn put(&mut self, key: K, value: V) {
+        self.insert(key, value);
+    }
+    fn value(&self, key: &K) -> Option<&V> {
+        self.get(key)
+    }
+    fn drop_key(&mut self, key: &K) {
+        self.remove(key);
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> ValueMap<K, V> for POrdMap<K, V> {
+    fn put(&mut self, key: K, value: V) {
+        self.insert(key, value);
+    }
+    fn value(&self, key: &K) -> Option<&V> {
+        self.get(key)
+    }
+    fn drop_key(&mut self, key: &K) {
+        self.remove(key);
+    }
+}
+
+/// Applies `(key, value)` with multiplicity `diff` to a map holding one value per key, as the
+/// dataflow's keyed views (counters, top-K) produce them: within a dataflow time a key's old
+/// value leaves and its new value arrives, in either order. An arrival sets the value; a
+/// departure removes the key only if it still holds the departing value.
+fn set_value<K, V: PartialEq>(map: &mut impl ValueMap<K, V>, key: K, value: V, diff: isize) {
+    if diff > 0 {
+        map.put(key, value);
+    } else if diff < 0 && map.value(&key) == Some(&value) {
+        map.drop_key(&key);
+    }
+}
+
+/// The lifetime counters (SPEC section 3), kept persistent so that publishing them at every
+/// dataflow time costs what changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LifetimeCounts {
+    /// Accepted events.
+    pub total: i64,
+    /// Events per emoji.
+    pub counts: POrdMap<Name, i64>,
+    /// Events per event type.
+    pub event_types: POrdMap<Name, i64>,
+    /// Rejected inputs by reason.
+    pub rejected: POrdMap<Name, i64>,
+}
+
+impl LifetimeCounts {
+    fn apply(&mut self, key: CountKey, value: i64, diff: isize) {
+        let (map, name) = match key {
+            CountKey::Total => {
+                if diff > 0 {
+                    self.total = value;
+                } else if diff < 0 && self.total == value {
+                    self.total = 0;
+                }
+                return;
+            }
+            CountKey::Emoji(e) => (&mut self.counts, e),
+            CountKey::EventType(t) => (&mut self.event_types, t),
+            CountKey::Rejected(r) => (&mut self.rejected, r),
+        };
+        set_value(map, Name::from(name), value, diff);
+    }
+
+    /// The value of a counter (0 when absent).
+    pub fn get(&self, key: &CountKey) -> i64 {
+        match key {
+            CountKey::Total => self.total,
+            CountKey::Emoji(e) => self.counts.get(e.as_str()).copied().unwrap_or(0),
+            CountKey::EventType(t) => self.event_types.get(t.as_str()).copied().unwrap_or(0),
+            CountKey::Rejected(r) => self.rejected.get(r.as_str()).copied().unwrap_or(0),
         }
     }
 }
@@ -63,16 +162,22 @@ impl SkippedOffsets {
 
 /// The views as of one dataflow time.
 ///
-/// Cloning is cheap enough to publish a copy at every dataflow time: the per-user and
-/// per-message parts are persistent structures that share what did not change.
+/// Cloning is cheap enough to publish a copy at every dataflow time: every part that grows
+/// with keys is a persistent structure that shares what did not change, so a snapshot costs
+/// what changed since the last one (measured by `query-api/benches/snapshot_ticks.rs`).
 #[derive(Debug, Default, Clone)]
 pub struct ViewState {
-    pub(crate) counts: Multiset<(CountKey, i64)>,
-    pub(crate) top: Multiset<(String, i64)>,
-    pub(crate) windows: BTreeMap<i64, Multiset<(WindowSlot, i64)>>,
-    pub(crate) window_top: BTreeMap<i64, Multiset<(String, i64)>>,
-    pub(crate) sessions: imbl::HashMap<String, Arc<Multiset<Session>>>,
-    pub(crate) filters: Multiset<String>,
+    /// The lifetime counters.
+    pub lifetime: LifetimeCounts,
+    /// Emoji -> lifetime count, of the emojis in the lifetime top-K.
+    pub(crate) top: PMap<String, i64>,
+    /// Window start -> its counters.
+    pub(crate) windows: POrdMap<i64, PMap<WindowSlot, i64>>,
+    /// Window start -> emoji -> count, of the emojis in the window's top-K.
+    pub(crate) window_top: POrdMap<i64, PMap<String, i64>>,
+    pub(crate) sessions: PMap<String, Arc<Multiset<Session>>>,
+    /// Filter id -> matches.
+    pub(crate) filters: PMap<String, i64>,
     /// Kafka partition -> next offset to read: where these views stand in the log.
     pub positions: BTreeMap<i32, i64>,
     /// The last accepted events in arrival order, the last first: exact between dataflow times;
@@ -92,18 +197,18 @@ impl ViewState {
     /// Applies one update with its multiplicity.
     pub fn apply(&mut self, update: ViewUpdate, diff: isize) {
         match update {
-            ViewUpdate::Count(k, v) => add(&mut self.counts, (k, v), diff),
-            ViewUpdate::Top(e, c) => add(&mut self.top, (e, c), diff),
+            ViewUpdate::Count(k, v) => self.lifetime.apply(k, v, diff),
+            ViewUpdate::Top(e, c) => set_value(&mut self.top, e, c, diff),
             ViewUpdate::WindowCount(w, slot, c) => {
                 let set = self.windows.entry(w).or_default();
-                add(set, (slot, c), diff);
+                set_value(set, slot, c, diff);
                 if set.is_empty() {
                     self.windows.remove(&w);
                 }
             }
             ViewUpdate::WindowTop(w, e, c) => {
                 let set = self.window_top.entry(w).or_default();
-                add(set, (e, c), diff);
+                set_value(set, e, c, diff);
                 if set.is_empty() {
                     self.window_top.remove(&w);
                 }
@@ -124,7 +229,14 @@ impl ViewState {
                 }
             }
             // Filters whose count returns to 0 (removed ones, too) leave nothing behind.
-            ViewUpdate::FilterMatches(id) => add(&mut self.filters, id, diff),
+            ViewUpdate::FilterMatches(id) => {
+                let n = self.filters.get(&id).copied().unwrap_or(0) + diff as i64;
+                if n == 0 {
+                    self.filters.remove(&id);
+                } else {
+                    self.filters.insert(id, n);
+                }
+            }
             // A position is replaced by retracting the old one and adding the new one, in
             // either order within a time.
             ViewUpdate::Position(p, offset) => {
@@ -192,10 +304,12 @@ impl ViewState {
 
     /// The value of a lifetime counter (0 when absent).
     pub fn count(&self, key: &CountKey) -> i64 {
-        self.counts
-            .keys()
-            .find(|(k, _)| k == key)
-            .map_or(0, |(_, v)| *v)
+        self.lifetime.get(key)
+    }
+
+    /// The matches of filter `id` (0 when it has none).
+    pub fn filter_matches(&self, id: &str) -> i64 {
+        self.filters.get(id).copied().unwrap_or(0)
     }
 }
 
@@ -243,7 +357,9 @@ impl Collector {
             if limit.is_some_and(|l| *entry.key() >= l) {
                 break;
             }
-            let (time, updates) = entry.remove_entry();
+            let (time, mut updates) = entry.remove_entry();
+            // A keyed view's record may come and go within a time: apply only net changes.
+            differential_dataflow::consolidation::consolidate(&mut updates);
             for (u, d) in updates {
                 self.state.apply(u, d);
             }

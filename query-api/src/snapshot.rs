@@ -5,7 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use emoflow_dataflow::document::{summarize, LifetimeCounts, SessionSummary};
+use emoflow_dataflow::document::{summarize, SessionSummary};
 use emoflow_dataflow::snapshot::ViewState;
 use emoflow_dataflow::ViewConfig;
 use serde::Serialize;
@@ -37,8 +37,6 @@ pub struct Snapshot {
     pub state: ViewState,
     /// Their parameters.
     pub cfg: ViewConfig,
-    /// The lifetime counters, read out once.
-    pub lifetime: LifetimeCounts,
     /// `(second, accepted total at the end of that second)`, oldest first, processing time.
     pub history: imbl::Vector<(i64, i64)>,
     sessions: OnceLock<SessionsSummary>,
@@ -48,7 +46,6 @@ impl Snapshot {
     /// A snapshot of `state`.
     pub fn new(state: ViewState, cfg: ViewConfig, history: imbl::Vector<(i64, i64)>) -> Self {
         Snapshot {
-            lifetime: LifetimeCounts::of(&state),
             state,
             cfg,
             history,
@@ -120,7 +117,7 @@ impl Publisher {
     /// Publishes `state` (called on the collector thread at each new `as_of`).
     pub fn publish(&mut self, state: &ViewState) {
         let second = now_secs();
-        let total = LifetimeCounts::of(state).total;
+        let total = state.lifetime.total;
         match self.history.back_mut() {
             Some(last) if last.0 == second => last.1 = total,
             _ => {

@@ -20,7 +20,7 @@ use crate::snapshot::Snapshot;
 /// `GET /stats`: lifetime counts, top-K, the newest events.
 pub async fn stats(State(app): State<AppState>) -> Json<Value> {
     let snap = app.snapshot();
-    let l = &snap.lifetime;
+    let l = &snap.state.lifetime;
     Json(json!({
         "total": l.total,
         "counts": l.counts,
@@ -159,8 +159,15 @@ fn span(window: Option<&str>, last: Option<&str>) -> Result<Span, ApiError> {
     }
 }
 
-fn ranked_counts(counts: &BTreeMap<String, i64>) -> Vec<TopEntry> {
-    ranked(counts.iter().map(|(e, n)| (e.clone(), *n)).collect())
+fn ranked_counts<'a, S: AsRef<str> + 'a>(
+    counts: impl IntoIterator<Item = (&'a S, &'a i64)>,
+) -> Vec<TopEntry> {
+    ranked(
+        counts
+            .into_iter()
+            .map(|(e, n)| (e.as_ref().to_owned(), *n))
+            .collect(),
+    )
 }
 
 /// `GET /top?k=3&window=10s` or `?last=5m`: the ties-aware top-K, lifetime, of the newest
@@ -179,7 +186,7 @@ pub async fn top(
             let entries = if k <= snap.cfg.top_k {
                 lifetime_top(&snap.state)
             } else {
-                ranked_counts(&snap.lifetime.counts)
+                ranked_counts(&snap.state.lifetime.counts)
             };
             return Ok(Json(
                 json!({ "k": k, "top": cut(entries, k), "as_of": as_of }),
@@ -219,9 +226,9 @@ pub async fn counts(
     let as_of = snap.state.as_of;
     match span(p.window.as_deref(), p.last.as_deref())? {
         Span::Lifetime => Ok(Json(json!({
-            "total": snap.lifetime.total,
-            "counts": snap.lifetime.counts,
-            "event_types": snap.lifetime.event_types,
+            "total": snap.state.lifetime.total,
+            "counts": snap.state.lifetime.counts,
+            "event_types": snap.state.lifetime.event_types,
             "as_of": as_of,
         }))),
         Span::Tumbling(width) => {
@@ -360,7 +367,7 @@ pub async fn dead_letters(
             })?,
     };
     let snap = app.snapshot();
-    let total: i64 = snap.lifetime.rejected.values().sum();
+    let total: i64 = snap.state.lifetime.rejected.values().sum();
     let items: Vec<Value> = snap
         .state
         .dead_letters
