@@ -357,9 +357,7 @@ impl Collector {
             if limit.is_some_and(|l| *entry.key() >= l) {
                 break;
             }
-            let (time, mut updates) = entry.remove_entry();
-            // A keyed view's record may come and go within a time: apply only net changes.
-            differential_dataflow::consolidation::consolidate(&mut updates);
+            let (time, updates) = entry.remove_entry();
             for (u, d) in updates {
                 self.state.apply(u, d);
             }
@@ -385,5 +383,52 @@ impl Collector {
     /// The state, consuming the collector.
     pub fn into_state(self) -> ViewState {
         self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emoji(e: &str, n: i64) -> ViewUpdate {
+        ViewUpdate::Count(CountKey::Emoji(e.into()), n)
+    }
+
+    #[test]
+    fn a_counter_moves_whatever_the_order_of_its_old_and_new_value() {
+        for new_first in [false, true] {
+            let mut s = ViewState::default();
+            s.apply(emoji("a", 1), 1);
+            s.apply(emoji("b", 4), 1);
+            let mut change = vec![(emoji("a", 1), -1), (emoji("a", 2), 1), (emoji("b", 4), -1)];
+            if new_first {
+                change.reverse();
+            }
+            for (u, d) in change {
+                s.apply(u, d);
+            }
+            assert_eq!(
+                s.count(&CountKey::Emoji("a".into())),
+                2,
+                "new first: {new_first}"
+            );
+            assert_eq!(s.count(&CountKey::Emoji("b".into())), 0);
+            assert!(!s.lifetime.counts.contains_key("b"));
+        }
+    }
+
+    #[test]
+    fn a_published_clone_does_not_see_later_changes() {
+        let mut s = ViewState::default();
+        s.apply(emoji("a", 1), 1);
+        s.apply(ViewUpdate::WindowCount(0, WindowSlot::Total, 1), 1);
+        let published = s.clone();
+        s.apply(emoji("a", 1), -1);
+        s.apply(emoji("a", 2), 1);
+        s.apply(ViewUpdate::WindowCount(0, WindowSlot::Total, 1), -1);
+        assert_eq!(published.count(&CountKey::Emoji("a".into())), 1);
+        assert_eq!(published.windows.len(), 1);
+        assert_eq!(s.count(&CountKey::Emoji("a".into())), 2);
+        assert!(s.windows.is_empty());
     }
 }
