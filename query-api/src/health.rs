@@ -191,7 +191,7 @@ pub fn assess_source(
     }
     if !stale.is_empty() {
         out.notes.push(format!(
-            "the broker reported high watermarks behind the views' positions for partitions {} (stale metadata): shown as the positions",
+            "the high watermarks last read are behind the views' positions for partitions {} (read up to 500 ms before them, or stale at the broker): shown as the positions",
             list(&stale)
         ));
     }
