@@ -63,7 +63,7 @@ fn bare_drain(
         .map(|w| {
             let mine: Vec<PartitionRange> = ranges
                 .iter()
-                .filter(|r| r.partition.rem_euclid(workers as i32) as usize == w)
+                .filter(|r| emoflow_dataflow::kafka_run::reader_of(r.partition, workers) == w)
                 .copied()
                 .collect();
             let (brokers, topic) = (brokers.to_owned(), topic.to_owned());

@@ -28,6 +28,11 @@ use crate::snapshot::{CapturedEvent, Collector, ViewState};
 use crate::update::{DeadLetterRecord, ViewUpdate};
 use crate::views::{build_views, ViewInputs};
 
+/// The worker, of `workers`, that reads `partition` (see the module documentation).
+pub fn reader_of(partition: i32, workers: usize) -> usize {
+    partition.rem_euclid(workers.max(1) as i32) as usize
+}
+
 /// What to read.
 #[derive(Debug, Clone)]
 pub struct KafkaInput {
@@ -307,7 +312,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let mine: Vec<PartitionRange> = input
         .ranges
         .iter()
-        .filter(|r| r.partition.rem_euclid(peers as i32) as usize == index)
+        .filter(|r| reader_of(r.partition, peers) == index)
         .copied()
         .collect();
     let mut reader = if mine.is_empty() {

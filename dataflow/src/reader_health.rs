@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::kafka_run::reader_of;
+
 /// A poll error older than this no longer makes the readers unhealthy (librdkafka retries by
 /// itself; an error that persists is reported again).
 pub const ERROR_FRESH_FOR: Duration = Duration::from_secs(10);
@@ -38,8 +40,8 @@ pub struct ReaderHealth {
 }
 
 impl ReaderHealth {
-    /// The health of `workers` readers sharing `partitions` (partition `p` is read by worker
-    /// `p % workers`).
+    /// The health of `workers` readers sharing `partitions` (each read by
+    /// [`reader_of`] it).
     pub fn new(partitions: impl IntoIterator<Item = i32>, workers: usize) -> Self {
         ReaderHealth {
             partitions: partitions.into_iter().collect(),
@@ -57,7 +59,7 @@ impl ReaderHealth {
         self.partitions
             .iter()
             .copied()
-            .filter(|p| p.rem_euclid(self.workers as i32) as usize == worker)
+            .filter(|&p| reader_of(p, self.workers) == worker)
             .collect()
     }
 

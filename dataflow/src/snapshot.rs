@@ -52,46 +52,20 @@ fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
     }
 }
 
-/// The operations of a persistent map that [`set_value`] needs.
-trait ValueMap<K, V> {
-    fn put(&mut self, key: K, value: V);
-    fn value(&self, key: &K) -> Option<&V>;
-    fn drop_key(&mut self, key: &K);
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V: Clone> ValueMap<K, V> for PMap<K, V> {
-    fn put(&mut self, key: K, value: V) {
-        self.insert(key, value);
-    }
-    fn value(&self, key: &K) -> Option<&V> {
-        self.get(key)
-    }
-    fn drop_key(&mut self, key: &K) {
-        self.remove(key);
-    }
-}
-
-impl<K: Ord + Clone, V: Clone> ValueMap<K, V> for POrdMap<K, V> {
-    fn put(&mut self, key: K, value: V) {
-        self.insert(key, value);
-    }
-    fn value(&self, key: &K) -> Option<&V> {
-        self.get(key)
-    }
-    fn drop_key(&mut self, key: &K) {
-        self.remove(key);
-    }
-}
-
 /// Applies `(key, value)` with multiplicity `diff` to a map holding one value per key, as the
 /// dataflow's keyed views (counters, top-K) produce them: within a dataflow time a key's old
 /// value leaves and its new value arrives, in either order. An arrival sets the value; a
 /// departure removes the key only if it still holds the departing value.
-fn set_value<K, V: PartialEq>(map: &mut impl ValueMap<K, V>, key: K, value: V, diff: isize) {
+fn set_value<K: Ord + Clone, V: Clone + PartialEq>(
+    map: &mut POrdMap<K, V>,
+    key: K,
+    value: V,
+    diff: isize,
+) {
     if diff > 0 {
-        map.put(key, value);
-    } else if diff < 0 && map.value(&key) == Some(&value) {
-        map.drop_key(&key);
+        map.insert(key, value);
+    } else if diff < 0 && map.get(&key) == Some(&value) {
+        map.remove(&key);
     }
 }
 
@@ -170,11 +144,11 @@ pub struct ViewState {
     /// The lifetime counters.
     pub lifetime: LifetimeCounts,
     /// Emoji -> lifetime count, of the emojis in the lifetime top-K.
-    pub(crate) top: PMap<String, i64>,
+    pub(crate) top: POrdMap<String, i64>,
     /// Window start -> its counters.
-    pub(crate) windows: POrdMap<i64, PMap<WindowSlot, i64>>,
+    pub(crate) windows: POrdMap<i64, POrdMap<WindowSlot, i64>>,
     /// Window start -> emoji -> count, of the emojis in the window's top-K.
-    pub(crate) window_top: POrdMap<i64, PMap<String, i64>>,
+    pub(crate) window_top: POrdMap<i64, POrdMap<String, i64>>,
     pub(crate) sessions: PMap<String, Arc<Multiset<Session>>>,
     /// Filter id -> matches.
     pub(crate) filters: PMap<String, i64>,
