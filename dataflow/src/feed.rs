@@ -51,6 +51,8 @@ struct CountedFilter {
     dest: usize,
     /// Matches since the last flush, by retention bucket.
     pending: Vec<(i64, i64)>,
+    /// Added since the last back-fill: [`Feed::count_history`] counts for it.
+    backfilling: bool,
 }
 
 impl CountedFilter {
@@ -190,9 +192,14 @@ impl Feed {
     }
 
     /// Starts counting the matches of a new filter in what this worker reads from now on. The
-    /// caller back-fills it over what this worker read before, with [`Feed::count_history`]:
-    /// every event is counted once, live or back-filled, never both.
+    /// caller back-fills it over what this worker read before, with [`Feed::count_history`]
+    /// and then [`Feed::end_backfill`]: every event is counted once, live or back-filled, never
+    /// both.
     pub fn add_filter(&mut self, key: FilterKey, spec: &FilterSpec) {
+        self.push_filter(key, spec, true);
+    }
+
+    fn push_filter(&mut self, key: FilterKey, spec: &FilterSpec, backfilling: bool) {
         self.remove_filter(&key.id);
         let dest = owner_of(&key.id, self.peers) as usize;
         self.filters.push(CountedFilter {
@@ -200,6 +207,7 @@ impl Feed {
             matcher: FilterMatcher::new(spec),
             dest,
             pending: Vec::new(),
+            backfilling,
         });
     }
 
@@ -211,7 +219,7 @@ impl Feed {
                 id: id.clone(),
                 since: 0,
             };
-            self.add_filter(key, spec);
+            self.push_filter(key, spec, false);
         }
     }
 
@@ -225,19 +233,26 @@ impl Feed {
         }
     }
 
-    /// True when some filter added at `since` is counted here.
-    pub fn has_filters_since(&self, since: u64) -> bool {
-        self.filters.iter().any(|f| f.key.since == since)
+    /// True when filters were added since the last back-fill.
+    pub fn needs_backfill(&self) -> bool {
+        self.filters.iter().any(|f| f.backfilling)
     }
 
-    /// Counts `e`, an event this worker read before the filters added at `since` (a
-    /// back-fill: one pass over the history serves every filter added at once).
-    pub fn count_history(&mut self, since: u64, e: &Event<'_>) {
+    /// Counts `e`, an event this worker read before the filters added since the last
+    /// back-fill: one pass over the history serves every filter added in the meantime.
+    pub fn count_history(&mut self, e: &Event<'_>) {
         let bucket = self.cfg.bucket_of(e.ts);
-        for f in self.filters.iter_mut().filter(|f| f.key.since == since) {
+        for f in self.filters.iter_mut().filter(|f| f.backfilling) {
             if f.matcher.matches(e) {
                 f.bump(bucket);
             }
+        }
+    }
+
+    /// Ends the back-fill: the filters added before it now count only what is read.
+    pub fn end_backfill(&mut self) {
+        for f in &mut self.filters {
+            f.backfilling = false;
         }
     }
 

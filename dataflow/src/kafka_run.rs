@@ -7,21 +7,28 @@
 //! partition still advances. Each epoch's data is what the workers read during that tick;
 //! each worker reports its partitions' positions into the views, so a snapshot's `as_of` comes
 //! with the exact offsets its numbers cover.
+//!
+//! Filters added while the run reads ([`KafkaRun::filter_control`]) are back-filled by each
+//! worker over its partitions from where the run started to its positions, read again from
+//! Kafka: the views hold no events, and Kafka's log is the history they were counted from.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
-use emoflow_ingest::{decode_event, MaxFuture};
+use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
 use timely::dataflow::operators::capture::Capture as _;
 use timely::dataflow::operators::Exchange as _;
 
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
+use crate::batch::FilterKey;
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
+use crate::filter_control::{FilterChange, FilterControl};
 use crate::reader_health::ReaderHealth;
 use crate::run::{RunError, ToCollector};
 use crate::snapshot::{CapturedEvent, Collector, ViewState};
@@ -109,10 +116,12 @@ const MAX_EPOCH_MESSAGES: usize = 262_144;
 /// A running Kafka dataflow.
 pub struct KafkaRun {
     stop: Arc<AtomicBool>,
-    guards: timely::communication::WorkerGuards<Result<(), RunError>>,
-    collector: std::thread::JoinHandle<Collector>,
+    /// Taken by [`KafkaRun::wait`]; a run dropped without it is stopped first.
+    guards: Option<timely::communication::WorkerGuards<Result<(), RunError>>>,
+    collector: Option<std::thread::JoinHandle<Collector>>,
     archive: Option<ArchiveSink>,
     health: Arc<ReaderHealth>,
+    filters: FilterControl,
     started: Instant,
 }
 
@@ -163,7 +172,9 @@ pub fn start_kafka(
         input.ranges.iter().map(|r| r.partition),
         workers,
     ));
+    let filters = FilterControl::new(workers);
     let shared = Arc::new(Shared {
+        filters: filters.clone(),
         health: health.clone(),
         input,
         opts,
@@ -193,10 +204,11 @@ pub fn start_kafka(
         .map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
     Ok(KafkaRun {
         stop,
-        guards,
-        collector,
+        guards: Some(guards),
+        collector: Some(collector),
         archive,
         health,
+        filters,
         started,
     })
 }
@@ -223,16 +235,23 @@ impl KafkaRun {
         self.health.clone()
     }
 
+    /// Adds and removes filters while the run reads.
+    pub fn filter_control(&self) -> FilterControl {
+        self.filters.clone()
+    }
+
     /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]), and for the
     /// archive to write what was read.
-    pub fn wait(self) -> Result<KafkaRunOutput, RunError> {
-        let joined: Vec<_> = self.guards.join();
-        let archive = self.archive.map(|a| a.finish(ARCHIVE_PATIENCE));
+    pub fn wait(mut self) -> Result<KafkaRunOutput, RunError> {
+        let joined: Vec<_> = self.guards.take().map(|g| g.join()).unwrap_or_default();
+        let archive = self.archive.take().map(|a| a.finish(ARCHIVE_PATIENCE));
         for result in joined {
             result.map_err(RunError::Dataflow)??;
         }
         let collector = self
             .collector
+            .take()
+            .ok_or_else(|| RunError::Dataflow("the collector is gone".into()))?
             .join()
             .map_err(|_| RunError::Dataflow("the collector failed".into()))?;
         if !collector.is_complete() {
@@ -248,6 +267,14 @@ impl KafkaRun {
     }
 }
 
+impl Drop for KafkaRun {
+    /// A run dropped without [`KafkaRun::wait`] (a caller that failed) stops its workers
+    /// rather than leaving them reading, or hanging the drop that joins them.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 struct Shared {
     input: KafkaInput,
     opts: KafkaRunOptions,
@@ -255,6 +282,7 @@ struct Shared {
     stop: Arc<AtomicBool>,
     archive: Option<ArchiveMonitor>,
     health: Arc<ReaderHealth>,
+    filters: FilterControl,
 }
 
 /// The positions a worker has told the views about, to send only changes.
@@ -333,6 +361,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let mut feed = Feed::new(cfg, peers);
     feed.add_initial_filters(&opts.filters);
     let mut reported = ReportedPositions::default();
+    let mut refusals = ClockRefusals::default();
+    let mut applied_change = 0u64;
     if let Some(r) = &reader {
         reported.report(r.positions(), &mut inputs);
     }
@@ -364,6 +394,19 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             epoch = tick_end(now, tick).max(epoch + 1);
             inputs.advance_to(epoch);
         }
+        let changes = shared.filters.changes_after(applied_change);
+        if let Some(&(last, _)) = changes.last() {
+            apply_filter_changes(&mut feed, &changes);
+            if feed.needs_backfill() {
+                if let Some(r) = &reader {
+                    backfill(&mut feed, input, &mine, r.positions(), &refusals)?;
+                }
+                feed.end_backfill();
+            }
+            applied_change = last;
+            // The next flush sends the back-fill, at the current time at the latest.
+            shared.filters.applied(index, last, inputs.time());
+        }
         let mut read = 0;
         // Kafka holds what is not read yet: stop reading while the epoch is full, or while the
         // archive cannot keep up (a full disk), rather than drop anything.
@@ -378,12 +421,16 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                     .and_then(|e| opts.max_future.check(e.ts, clock).map(|()| e));
                 match decoded {
                     Ok(event) => {
+                        refusals.accepted(m.partition);
                         feed.accept(&event, m.partition, m.offset, m.timestamp_ms.unwrap_or(0));
                         if let Some(a) = archive.as_mut() {
                             a.read(m.partition, m.offset, Some(&event));
                         }
                     }
                     Err(rejection) => {
+                        if rejection.reason == RejectReason::FutureTimestamp {
+                            refusals.refused(m.partition, m.offset);
+                        }
                         if let Some(a) = archive.as_mut() {
                             a.read(m.partition, m.offset, None);
                         }
@@ -451,4 +498,142 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         "worker done"
     );
     Ok(())
+}
+
+/// Applies filter changes to what this worker counts; filters added are then back-filled.
+fn apply_filter_changes(feed: &mut Feed, changes: &[(u64, FilterChange)]) {
+    for (seq, change) in changes {
+        match change {
+            FilterChange::Add { id, spec } => {
+                let key = FilterKey {
+                    id: id.clone(),
+                    since: *seq,
+                };
+                feed.add_filter(key, spec);
+            }
+            FilterChange::Remove { id } => feed.remove_filter(id),
+        }
+    }
+}
+
+/// Offsets a worker refused because their time lay too far ahead of its clock when it read
+/// them. Whether such an event is refused depends on when it is read, so a back-fill that reads
+/// it again must be told. Kept as ranges per partition, each closed by the next accepted event:
+/// a burst of refusals costs one range, and every offset inside a range was refused.
+#[derive(Default)]
+struct ClockRefusals(BTreeMap<i32, (Vec<Range<i64>>, bool)>);
+
+impl ClockRefusals {
+    fn refused(&mut self, partition: i32, offset: i64) {
+        let (ranges, open) = self.0.entry(partition).or_default();
+        match ranges.last_mut() {
+            Some(last) if *open => last.end = offset + 1,
+            _ => ranges.push(offset..offset + 1),
+        }
+        *open = true;
+    }
+
+    fn accepted(&mut self, partition: i32) {
+        if let Some((_, open)) = self.0.get_mut(&partition) {
+            *open = false;
+        }
+    }
+
+    fn holds(&self, partition: i32, offset: i64) -> bool {
+        let Some((ranges, _)) = self.0.get(&partition) else {
+            return false;
+        };
+        let after = ranges.partition_point(|r| r.start <= offset);
+        after > 0 && ranges[after - 1].end > offset
+    }
+}
+
+/// Counts, for the filters added since the last back-fill, every event this worker handed to
+/// the views: its partitions read again from where the run started up to its positions (the
+/// seam: what is read from there on is counted live).
+fn backfill(
+    feed: &mut Feed,
+    input: &KafkaInput,
+    mine: &[PartitionRange],
+    positions: &BTreeMap<i32, i64>,
+    refusals: &ClockRefusals,
+) -> Result<(), RunError> {
+    let ranges: Vec<PartitionRange> = mine
+        .iter()
+        .filter_map(|r| {
+            let seam = *positions.get(&r.partition)?;
+            (seam > r.start).then_some(PartitionRange {
+                end: RangeEnd::Offset(seam),
+                ..*r
+            })
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut reader = PartitionReader::new(&input.brokers, &input.topic, &ranges)
+        .map_err(|e| RunError::Io(format!("cannot read the history to back-fill filters: {e}")))?;
+    let (mut events, mut last_read) = (0u64, Instant::now());
+    while !reader.is_finished() {
+        let n = reader.poll_batch(65_536, Duration::from_millis(100), |m| {
+            if refusals.holds(m.partition, m.offset) {
+                return;
+            }
+            if let Ok(e) = decode_event(m.payload, m.timestamp_ms) {
+                events += 1;
+                feed.count_history(&e);
+            }
+        });
+        if n > 0 {
+            last_read = Instant::now();
+        } else if last_read.elapsed() > BOUNDED_SILENCE {
+            return Err(RunError::Io(format!(
+                "back-filling filters: nothing could be read from {:?} for {}s",
+                ranges.iter().map(|r| r.partition).collect::<Vec<_>>(),
+                BOUNDED_SILENCE.as_secs()
+            )));
+        }
+    }
+    let gone: i64 = reader
+        .take_skips()
+        .iter()
+        .map(|(_, from, to)| to - from)
+        .sum();
+    if gone > 0 {
+        tracing::warn!(
+            offsets = gone,
+            "back-filling filters: offsets passed over without a message (markers, or events Kafka dropped since they were read: the new filters' counts then miss them)"
+        );
+    }
+    tracing::info!(events, elapsed = ?started.elapsed(), "filters back-filled");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_refusals_cover_bursts_up_to_the_next_accepted_event() {
+        let mut r = ClockRefusals::default();
+        r.refused(0, 5);
+        r.refused(0, 7); // 6 was refused for another reason: inside the burst
+        r.accepted(0);
+        r.refused(0, 9);
+        r.refused(1, 3);
+        for (p, o, held) in [
+            (0, 4, false),
+            (0, 5, true),
+            (0, 6, true),
+            (0, 7, true),
+            (0, 8, false),
+            (0, 9, true),
+            (0, 10, false),
+            (1, 3, true),
+            (2, 3, false),
+        ] {
+            assert_eq!(r.holds(p, o), held, "partition {p} offset {o}");
+        }
+    }
 }

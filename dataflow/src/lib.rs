@@ -21,6 +21,7 @@ pub mod document;
 pub mod export;
 pub mod feed;
 pub mod filter;
+pub mod filter_control;
 pub mod intern;
 pub mod kafka_run;
 pub mod priority;
@@ -37,6 +38,7 @@ pub mod windows;
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec};
+pub use filter_control::{FilterChange, FilterControl};
 pub use kafka_run::{start_kafka, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput};
 pub use run::{
     run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,

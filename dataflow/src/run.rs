@@ -336,9 +336,10 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
                 feed.remove_filter(&c.id);
             }
         }
-        if feed.has_filters_since(time) {
+        if feed.needs_backfill() {
             // One pass over this worker's history for every filter added now.
-            source.replay_history(|e| feed.count_history(time, e))?;
+            source.replay_history(|e| feed.count_history(e))?;
+            feed.end_backfill();
         }
         let (read, amount) = source.next_batch(&mut feed, opts.batch_lines)?;
         lines += read as u64;
