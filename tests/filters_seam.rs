@@ -1,7 +1,8 @@
-//! Filters added while a Kafka run reads are back-filled exactly: at every snapshot after the
-//! change, each filter's count equals the oracle's over the events its positions cover (the
-//! seam between back-fill and live counting loses and doubles nothing), while events keep
-//! arriving. An event refused for a time too far ahead of the clock when read stays refused in
+//! Snapshots of a Kafka run on several workers, while events keep arriving, never go back, and
+//! each equals the oracle over exactly the messages its positions cover. Filters added while
+//! the run reads are back-filled exactly: at every snapshot after the change, each filter's
+//! count equals the oracle's over those messages (the seam between back-fill and live counting
+//! loses and doubles nothing). An event refused for a time too far ahead of the clock when read stays refused in
 //! the back-fill, though the clock has caught up with it by then. On the embedded broker, and
 //! on a real one (tansu on loopback).
 //!
@@ -16,8 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_dataflow::snapshot::ViewState;
-use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions};
-use emoflow_fixtures::{expected, Params};
+use emoflow_dataflow::{
+    start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewConfig, ViewsDocument,
+};
+use emoflow_fixtures::{diff, expected, Params};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::{ensure_topic, BulkProducer, EmbeddedBroker, PartitionRange};
 use emoflow_ingest::MaxFuture;
@@ -67,16 +70,26 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The oracle's count of filter `spec` over the messages `positions` cover.
-fn oracle_count(log: &Log, positions: &BTreeMap<i32, i64>, spec: &Value) -> i64 {
+/// The oracle's document over the messages `positions` cover, with `filters`.
+fn oracle(log: &Log, positions: &BTreeMap<i32, i64>, filters: &[(String, Value)]) -> Value {
+    let is_covered = |p: &i32, o: &i64| positions.get(p).is_some_and(|pos| o < pos);
     let covered: Vec<&[u8]> = log
         .messages
         .iter()
-        .filter(|(p, o, _)| positions.get(p).is_some_and(|pos| o < pos))
-        .filter(|(p, o, _)| !log.refused.contains(&(*p, *o)))
+        .filter(|(p, o, _)| is_covered(p, o) && !log.refused.contains(&(*p, *o)))
         .map(|(_, _, l)| l.as_slice())
         .collect();
-    let doc = expected(&covered, &[("f".into(), spec.clone())], Params::default());
+    let mut doc = expected(&covered, filters, Params::default());
+    let refused = log.refused.iter().filter(|(p, o)| is_covered(p, o)).count();
+    if refused > 0 {
+        doc["rejected"]["future_timestamp"] = json!(refused);
+    }
+    doc
+}
+
+/// The oracle's count of filter `spec` over the messages `positions` cover.
+fn oracle_count(log: &Log, positions: &BTreeMap<i32, i64>, spec: &Value) -> i64 {
+    let doc = oracle(log, positions, &[("f".into(), spec.clone())]);
     doc["filters"]["f"]["count"].as_i64().unwrap()
 }
 
@@ -96,7 +109,7 @@ fn covered(state: &ViewState) -> i64 {
 }
 
 #[test]
-fn on_the_embedded_broker_filters_added_while_reading_are_back_filled_exactly_at_the_seam() {
+fn on_the_embedded_broker_snapshots_equal_their_prefix_and_filters_back_fill_at_the_seam() {
     let broker = EmbeddedBroker::start().unwrap();
     broker.create_topic("events", PARTITIONS).unwrap();
     back_filled_exactly_at_the_seam(broker.bootstrap_servers());
@@ -107,7 +120,7 @@ fn on_the_embedded_broker_filters_added_while_reading_are_back_filled_exactly_at
     not(emoflow_broker),
     ignore = "needs tansu (cargo install tansu --locked --features dynostore,libsql); EMOFLOW_REQUIRE_BROKER=1 fails it instead"
 )]
-fn on_tansu_filters_added_while_reading_are_back_filled_exactly_at_the_seam() {
+fn on_tansu_snapshots_equal_their_prefix_and_filters_back_fill_at_the_seam() {
     let Some(tansu) = support::Tansu::start() else {
         return;
     };
@@ -199,29 +212,45 @@ fn back_filled_exactly_at_the_seam(brokers: &str) {
     });
     let visible = control.visible_from(last).unwrap();
 
-    // Every snapshot that shows the filters shows them exact for the prefix it covers.
+    // Snapshots never go back, and each one's views (all of them) equal the oracle's over
+    // exactly the messages its positions cover; those that show the filters show them exact.
     let states = states.lock().unwrap().clone();
-    let showing: Vec<&ViewState> = states.iter().filter(|s| s.as_of >= visible).collect();
-    assert!(!showing.is_empty());
-    let step = (showing.len() / 12).max(1);
+    for pair in states.windows(2) {
+        assert!(pair[0].as_of < pair[1].as_of, "as_of went back or stood");
+        for (p, pos) in &pair[0].positions {
+            assert!(
+                pair[1].positions.get(p).is_some_and(|q| q >= pos),
+                "partition {p} went back"
+            );
+        }
+    }
+    let cfg = ViewConfig::default();
+    let step = (states.len() / 16).max(1);
     let mut checked = 0;
-    for (n, s) in showing.iter().enumerate() {
-        if n % step != 0 && n + 1 != showing.len() {
+    for (n, s) in states.iter().enumerate() {
+        if n % step != 0 && n + 1 != states.len() {
             continue;
         }
-        for (id, spec) in &specs {
-            let want = oracle_count(&log, &s.positions, spec);
-            assert_eq!(
-                s.filter_matches(id),
-                want,
-                "filter {id} at as_of {} covering {:?}",
-                s.as_of,
-                s.positions
+        let filters: Vec<(String, Value)> = if s.as_of >= visible {
+            specs
+                .iter()
+                .map(|(id, v)| ((*id).to_owned(), v.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+        let actual = serde_json::to_value(ViewsDocument::render(s, &cfg, &ids)).unwrap();
+        if let Some(d) = diff(&actual, &oracle(&log, &s.positions, &filters)) {
+            panic!(
+                "snapshot at as_of {} covering {:?}: {d}",
+                s.as_of, s.positions
             );
         }
         checked += 1;
     }
-    assert!(checked >= 2, "checked {checked} snapshots");
+    assert!(checked >= 8, "checked {checked} snapshots");
+    let showing: Vec<&ViewState> = states.iter().filter(|s| s.as_of >= visible).collect();
     let last_state = showing.last().unwrap();
     assert_eq!(last_state.filter_matches("future"), 0);
     assert!(last_state.filter_matches("party") > 0);
