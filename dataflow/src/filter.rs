@@ -1,5 +1,12 @@
-//! Filters (SPEC section 3, "filter matches"): what a subscriber asks for, and matching events
-//! against it quickly.
+//! Filter matches (SPEC section 3): a filter has optional predicates `event_types`, `emojis`,
+//! `tiers`, `user_ids` (each a list: the event's field must be one of them), `min_amount`,
+//! `max_amount` (inclusive; the event must have an amount). An event matches when every given
+//! predicate holds; a filter with no predicate matches every event. A filter's count is its
+//! matches in the retained history, including a filter added later (back-filled).
+//!
+//! This module is what a subscriber asks for and matching events against it quickly; the
+//! counts are made by the reading workers ([`crate::feed::Feed`]) and kept per retention bucket
+//! by the filter's owner ([`crate::retained`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -295,5 +302,13 @@ mod list_tests {
         assert!(parse_filter_list(r#"{"emojis":[]}"#).is_err());
         assert!(parse_filter_list(r#"[{"id":"a"},{"id":"a"}]"#).is_err());
         assert!(parse_filter_list(r#"[{"min_amount":"3"}]"#).is_err());
+    }
+}
+
+#[cfg(test)]
+mod oracle_tests {
+    #[test]
+    fn filter_matches_equal_the_oracle() {
+        crate::oracle_check::assert_parts_equal_the_oracle(&["filters"]);
     }
 }

@@ -15,25 +15,24 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
-use timely::dataflow::operators::capture::Capture as _;
-use timely::dataflow::operators::Exchange as _;
 
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
 use crate::batch::FilterKey;
+use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
 use crate::filter_control::{FilterChange, FilterControl};
 use crate::reader_health::ReaderHealth;
-use crate::run::{RunError, ToCollector};
-use crate::snapshot::{CapturedEvent, Collector, ViewState};
+use crate::run::RunError;
+use crate::snapshot::{Collector, ViewState};
 use crate::update::{DeadLetterRecord, ViewUpdate};
-use crate::views::{build_views, ViewInputs};
+use crate::views::ViewInputs;
 
 /// The worker, of `workers`, that reads `partition` (see the module documentation).
 pub fn reader_of(partition: i32, workers: usize) -> usize {
@@ -161,7 +160,7 @@ pub fn start_kafka(
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let (tx, rx) = mpsc::channel::<CapturedEvent>();
+    let (capture, rx) = capture_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let background = opts.background;
     let archive = match &opts.archive {
@@ -178,7 +177,7 @@ pub fn start_kafka(
         health: health.clone(),
         input,
         opts,
-        capture: Mutex::new(Some(tx)),
+        capture,
         stop: stop.clone(),
         archive: archive.as_ref().map(ArchiveSink::monitor),
     });
@@ -193,13 +192,7 @@ pub fn start_kafka(
             if background {
                 crate::priority::lower_this_thread();
             }
-            let mut collector = Collector::default();
-            for event in rx {
-                if collector.push(event) {
-                    publish(collector.state());
-                }
-            }
-            collector
+            collect(rx, &mut publish)
         })
         .map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
     Ok(KafkaRun {
@@ -278,7 +271,7 @@ impl Drop for KafkaRun {
 struct Shared {
     input: KafkaInput,
     opts: KafkaRunOptions,
-    capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
+    capture: CaptureSlot,
     stop: Arc<AtomicBool>,
     archive: Option<ArchiveMonitor>,
     health: Arc<ReaderHealth>,
@@ -325,18 +318,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         crate::priority::lower_this_thread();
     }
     let input = &shared.input;
-    let pusher = ToCollector(if index == 0 {
-        shared.capture.lock().ok().and_then(|mut g| g.take())
-    } else {
-        None
-    });
     let cfg = opts.views;
-    let (mut inputs, probe) = worker.dataflow::<u64, _, _>(move |scope| {
-        let (inputs, updates) = build_views(scope, cfg);
-        let (probe, updates) = updates.probe();
-        updates.inner.exchange(|_| 0).capture_into(pusher);
-        (inputs, probe)
-    });
+    let (mut inputs, probe) = shared.capture.build_views(worker, cfg);
     let mine: Vec<PartitionRange> = input
         .ranges
         .iter()

@@ -1,9 +1,10 @@
 //! The timely/differential dataflow that maintains emoflow's views (SPEC section 3) exactly and
 //! incrementally on any number of workers, and the consistent snapshots read from it.
 //!
-//! - [`views::build_views`] builds the dataflow; one module per view: [`windows`], [`topk`],
-//!   [`retained`] (sessions and filter matches over the retained history, which keeps no
-//!   event); lifetime counters are differential's `count_total`.
+//! - [`views::build_views`] builds the dataflow; one module per view, each with its SPEC
+//!   definition and its oracle test: [`counts`], [`windows`], [`topk`], [`sessions`], [`filter`]
+//!   (sessions and filter matches are kept over the retained history by [`retained`], which
+//!   keeps no event).
 //! - [`feed::Feed`] pre-aggregates a worker's events, counts filter matches, and routes users'
 //!   events to their owners.
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
@@ -15,7 +16,9 @@
 
 pub mod archive;
 pub mod batch;
+mod capture;
 pub mod config;
+pub mod counts;
 pub mod data_dir;
 pub mod document;
 pub mod export;
@@ -24,6 +27,8 @@ pub mod filter;
 pub mod filter_control;
 pub mod intern;
 pub mod kafka_run;
+#[cfg(test)]
+mod oracle_check;
 pub mod priority;
 pub mod reader_health;
 pub mod retained;

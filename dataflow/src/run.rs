@@ -19,16 +19,13 @@ use std::time::{Duration, Instant};
 use emoflow_ingest::ndjson::{interleaved_ranges, Line, LineCounter, RangesReader};
 use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use emoflow_ingest::{decode_event, Event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
-use timely::dataflow::operators::capture::{Capture as _, Event as Captured, EventPusher};
-use timely::dataflow::operators::Exchange as _;
 
 use crate::batch::FilterKey;
+use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
-use crate::snapshot::{CapturedEvent, Collector, ViewState};
-use crate::update::ViewUpdate;
-use crate::views::build_views;
+use crate::snapshot::ViewState;
 
 /// Bytes of input a worker reads before the next worker's turn.
 pub const CHUNK_BYTES: u64 = 4 << 20;
@@ -220,19 +217,6 @@ pub enum RunError {
     Dataflow(String),
 }
 
-/// Sends captured updates to the collector from worker 0; other workers capture nothing (all
-/// updates are routed to worker 0 first).
-pub(crate) struct ToCollector(pub(crate) Option<mpsc::Sender<CapturedEvent>>);
-
-impl EventPusher<u64, Vec<(ViewUpdate, u64, isize)>> for ToCollector {
-    fn push(&mut self, event: Captured<u64, Vec<(ViewUpdate, u64, isize)>>) {
-        if let Some(tx) = &self.0 {
-            // The collector only goes away when the run is abandoned.
-            let _ = tx.send(event);
-        }
-    }
-}
-
 /// Runs the views over `input` and returns them once every line is processed. Rejected lines
 /// are counted in the views and, when `dead_letters` is given, sent there with their line.
 pub fn run_views(
@@ -244,12 +228,12 @@ pub fn run_views(
     let started = Instant::now();
     let workers = opts.workers.max(1);
     let shares = input.shares(workers)?;
-    let (tx, rx) = mpsc::channel::<CapturedEvent>();
+    let (capture, rx) = capture_channel();
     let shared = Arc::new(Shared {
         input,
         shares,
         opts,
-        capture: Mutex::new(Some(tx)),
+        capture,
         applied: AtomicU64::new(0),
         dead_letters: Mutex::new(dead_letters),
     });
@@ -258,14 +242,9 @@ pub fn run_views(
         move |worker| run_worker(worker, &shared)
     })
     .map_err(RunError::Dataflow)?;
-    let mut collector = Collector::default();
-    for event in rx {
-        if collector.push(event) {
-            shared
-                .applied
-                .store(collector.state().as_of, Ordering::Relaxed);
-        }
-    }
+    let collector = collect(rx, |state| {
+        shared.applied.store(state.as_of, Ordering::Relaxed)
+    });
     let mut lines = 0;
     for result in guards.join() {
         lines += result.map_err(RunError::Dataflow)??;
@@ -286,7 +265,7 @@ struct Shared {
     input: InputData,
     shares: Vec<Share>,
     opts: RunOptions,
-    capture: Mutex<Option<mpsc::Sender<CapturedEvent>>>,
+    capture: CaptureSlot,
     /// The last time the collector has applied: workers wait for it too, so that updates do
     /// not pile up between the dataflow and a slower collector.
     applied: AtomicU64,
@@ -297,20 +276,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
     let index = worker.index();
     let peers = worker.peers();
     let opts = &shared.opts;
-    let pusher = ToCollector(if index == 0 {
-        // Taken, not cloned: the channel closes when worker 0's capture is dropped.
-        shared.capture.lock().ok().and_then(|mut g| g.take())
-    } else {
-        None
-    });
     let dead_letters = shared.dead_letters.lock().ok().and_then(|g| g.clone());
     let cfg = opts.views;
-    let (mut inputs, probe) = worker.dataflow::<u64, _, _>(move |scope| {
-        let (inputs, updates) = build_views(scope, cfg);
-        let (probe, updates) = updates.probe();
-        updates.inner.exchange(|_| 0).capture_into(pusher);
-        (inputs, probe)
-    });
+    let (mut inputs, probe) = shared.capture.build_views(worker, cfg);
 
     let mut feed = Feed::new(cfg, peers);
     feed.add_initial_filters(&opts.filters);

@@ -295,3 +295,11 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod oracle_tests {
+    #[test]
+    fn sessions_equal_the_oracle() {
+        crate::oracle_check::assert_parts_equal_the_oracle(&["sessions"]);
+    }
+}

@@ -91,3 +91,11 @@ mod tests {
         assert_eq!(prefix(&[9], 3), vec![9]);
     }
 }
+
+#[cfg(test)]
+mod oracle_tests {
+    #[test]
+    fn top_k_equals_the_oracle() {
+        crate::oracle_check::assert_parts_equal_the_oracle(&["top"]);
+    }
+}

@@ -1,5 +1,7 @@
 //! The whole dataflow: every view of SPEC section 3, from the inputs one worker feeds to one
-//! collection of [`ViewUpdate`]s.
+//! collection of [`ViewUpdate`]s. One module per view: [`crate::counts`], [`crate::windows`],
+//! [`crate::topk`], [`crate::sessions`] and [`crate::filter`] (both kept over the retained
+//! history by [`crate::retained`]).
 //!
 //! ```text
 //! counts  (pre-aggregated) -> count_total -> lifetime counters ------------------+
@@ -10,13 +12,13 @@
 //! ```
 
 use differential_dataflow::input::{Input, InputSession};
-use differential_dataflow::operators::CountTotal;
 use differential_dataflow::VecCollection;
 use timely::dataflow::operators::core::Input as TimelyInput;
 use timely::dataflow::{InputHandleVec, Scope};
 
 use crate::batch::EventBatch;
 use crate::config::ViewConfig;
+use crate::counts::{emoji_counts, lifetime_counts};
 use crate::retained::retained_views;
 use crate::topk::top_k;
 use crate::update::{CountKey, ViewUpdate, WindowSlot};
@@ -65,14 +67,8 @@ pub fn build_views<'s>(
     let mut windows_in = InputHandleVec::new();
     let windows = scope.input_from(&mut windows_in);
 
-    let lifetime = counts.count_total();
-    let top = top_k(
-        lifetime.clone().flat_map(|(key, count)| match key {
-            CountKey::Emoji(e) => Some(((), (e, count as i64))),
-            _ => None,
-        }),
-        cfg.top_k,
-    );
+    let lifetime = lifetime_counts(counts);
+    let top = top_k(emoji_counts(lifetime.clone()), cfg.top_k);
     let window_counters = window_counts(windows, cfg);
     let window_top = top_k(
         window_counters

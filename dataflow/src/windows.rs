@@ -177,3 +177,11 @@ mod tests {
         assert!(starts.iter().all(|s| *s > 2_990 - 1_000));
     }
 }
+
+#[cfg(test)]
+mod oracle_tests {
+    #[test]
+    fn windows_equal_the_oracle() {
+        crate::oracle_check::assert_parts_equal_the_oracle(&["windows"]);
+    }
+}
