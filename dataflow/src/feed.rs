@@ -13,7 +13,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::batch::{EventBatch, FilterDelta, FilterKey};
 use crate::config::ViewConfig;
-use crate::filter::{Amount, FilterMatcher, FilterSpec};
+use crate::filter::{Amount, FilterSpec};
+use crate::filter_index::FilterIndex;
 use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
@@ -46,7 +47,7 @@ struct WindowAgg {
 /// A filter this worker counts matches of.
 struct CountedFilter {
     key: FilterKey,
-    matcher: FilterMatcher,
+    spec: FilterSpec,
     /// The worker that owns its counts.
     dest: usize,
     /// Matches since the last flush, by retention bucket.
@@ -128,6 +129,8 @@ pub struct Feed {
     recent_next: usize,
     recent_len: usize,
     filters: Vec<CountedFilter>,
+    /// `filters`, indexed for matching.
+    index: FilterIndex,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -159,6 +162,7 @@ impl Feed {
             recent_next: 0,
             recent_len: 0,
             filters: Vec::new(),
+            index: FilterIndex::default(),
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
         }
@@ -183,11 +187,8 @@ impl Feed {
         self.recent_len = (self.recent_len + 1).min(RECENT_EVENTS);
         if !self.filters.is_empty() {
             let bucket = self.cfg.bucket_of(e.ts);
-            for f in &mut self.filters {
-                if f.matcher.matches(e) {
-                    f.bump(bucket);
-                }
-            }
+            let filters = &mut self.filters;
+            self.index.for_each_match(e, |i| filters[i].bump(bucket));
         }
     }
 
@@ -204,11 +205,17 @@ impl Feed {
         let dest = owner_of(&key.id, self.peers) as usize;
         self.filters.push(CountedFilter {
             key,
-            matcher: FilterMatcher::new(spec),
+            spec: spec.clone(),
             dest,
             pending: Vec::new(),
             backfilling,
         });
+        self.reindex();
+    }
+
+    fn reindex(&mut self) {
+        let specs: Vec<&FilterSpec> = self.filters.iter().map(|f| &f.spec).collect();
+        self.index = FilterIndex::new(&specs);
     }
 
     /// Starts counting `filters` from the start of a run, where there is no history to
@@ -230,6 +237,7 @@ impl Feed {
             let batch = &mut self.batches[f.dest];
             push_deltas(&mut f, batch);
             batch.filters_removed.push(f.key);
+            self.reindex();
         }
     }
 
@@ -242,11 +250,12 @@ impl Feed {
     /// back-fill: one pass over the history serves every filter added in the meantime.
     pub fn count_history(&mut self, e: &Event<'_>) {
         let bucket = self.cfg.bucket_of(e.ts);
-        for f in self.filters.iter_mut().filter(|f| f.backfilling) {
-            if f.matcher.matches(e) {
-                f.bump(bucket);
+        let filters = &mut self.filters;
+        self.index.for_each_match(e, |i| {
+            if filters[i].backfilling {
+                filters[i].bump(bucket);
             }
-        }
+        });
     }
 
     /// Ends the back-fill: the filters added before it now count only what is read.

@@ -4,9 +4,9 @@
 //! predicate holds; a filter with no predicate matches every event. A filter's count is its
 //! matches in the retained history, including a filter added later (back-filled).
 //!
-//! This module is what a subscriber asks for and matching events against it quickly; the
-//! counts are made by the reading workers ([`crate::feed::Feed`]) and kept per retention bucket
-//! by the filter's owner ([`crate::retained`]).
+//! This module is what a subscriber asks for. [`crate::filter_index`] matches events against
+//! many filters at once; the counts are made by the reading workers ([`crate::feed::Feed`]) and
+//! kept per retention bucket by the filter's owner ([`crate::retained`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -66,8 +66,8 @@ pub struct FilterSpec {
 }
 
 impl FilterSpec {
-    /// Whether `e` matches, by the definition (the oracle's way; [`FilterMatcher`] is the fast
-    /// way and must agree).
+    /// Whether `e` matches, by the definition (the oracle's way;
+    /// [`crate::filter_index::FilterIndex`] is the fast way and must agree).
     pub fn matches(&self, e: &Event<'_>) -> bool {
         let one_of = |list: &Option<Vec<String>>, v: Option<&str>| match list {
             None => true,
@@ -83,69 +83,6 @@ impl FilterSpec {
             && self
                 .max_amount
                 .is_none_or(|m| e.amount.is_some_and(|a| a <= m.0))
-    }
-}
-
-/// One list predicate, ready to test: short lists are scanned, long ones searched.
-#[derive(Debug, Clone)]
-struct OneOf(Option<Vec<Box<str>>>);
-
-impl OneOf {
-    fn new(list: &Option<Vec<String>>) -> Self {
-        OneOf(list.as_ref().map(|l| {
-            let mut v: Vec<Box<str>> = l.iter().map(|s| s.as_str().into()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        }))
-    }
-
-    fn holds(&self, v: Option<&str>) -> bool {
-        match (&self.0, v) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(list), Some(v)) if list.len() <= 8 => list.iter().any(|x| &**x == v),
-            (Some(list), Some(v)) => list.binary_search_by(|x| (**x).cmp(v)).is_ok(),
-        }
-    }
-}
-
-/// A filter prepared for matching decoded events on the hot path of a reading worker.
-#[derive(Debug, Clone)]
-pub struct FilterMatcher {
-    event_types: OneOf,
-    emojis: OneOf,
-    tiers: OneOf,
-    user_ids: OneOf,
-    min_amount: Option<f64>,
-    max_amount: Option<f64>,
-}
-
-impl FilterMatcher {
-    /// `spec`, prepared.
-    pub fn new(spec: &FilterSpec) -> Self {
-        FilterMatcher {
-            event_types: OneOf::new(&spec.event_types),
-            emojis: OneOf::new(&spec.emojis),
-            tiers: OneOf::new(&spec.tiers),
-            user_ids: OneOf::new(&spec.user_ids),
-            min_amount: spec.min_amount.map(|a| a.0),
-            max_amount: spec.max_amount.map(|a| a.0),
-        }
-    }
-
-    /// Whether `e` matches.
-    pub fn matches(&self, e: &Event<'_>) -> bool {
-        self.event_types.holds(Some(&e.event_type))
-            && self.emojis.holds(e.emoji.as_deref())
-            && self.tiers.holds(e.tier.as_deref())
-            && self.user_ids.holds(Some(&e.user_id))
-            && self
-                .min_amount
-                .is_none_or(|m| e.amount.is_some_and(|a| a >= m))
-            && self
-                .max_amount
-                .is_none_or(|m| e.amount.is_some_and(|a| a <= m))
     }
 }
 
@@ -166,7 +103,8 @@ mod tests {
     }
 
     fn both(spec: &FilterSpec, e: &Event<'_>) -> bool {
-        let fast = FilterMatcher::new(spec).matches(e);
+        let mut fast = false;
+        crate::filter_index::FilterIndex::new(&[spec]).for_each_match(e, |_| fast = true);
         assert_eq!(fast, spec.matches(e), "{spec:?} on {e:?}");
         fast
     }

@@ -25,6 +25,7 @@ pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod filter_control;
+pub mod filter_index;
 pub mod intern;
 pub mod kafka_run;
 #[cfg(test)]
