@@ -35,8 +35,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         batch_lines: args.batch_lines.max(1),
         views: cfg,
         filters,
-        filter_changes: Vec::new(),
         progress: Some(progress.clone()),
+        ..RunOptions::default()
     };
     let input = open_input(&args.input)?;
     let bar = match &input {

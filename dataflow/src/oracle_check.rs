@@ -1,8 +1,8 @@
-//! Test support: runs the whole dataflow over seeded, shuffled events on 1 to 3 workers with
-//! small dataflow times, and compares one view's part of the document with the oracle's
-//! (`emoflow_fixtures::expected`, a naive computation of SPEC section 3). Each view's module
-//! checks its own part with it, beside its code; `tests/views_vs_oracle.rs` checks them all over
-//! random inputs.
+//! Test support: runs the whole dataflow over seeded, shuffled events on 1 to 3 workers, each
+//! reading part of the input, with small dataflow times, and compares one view's part of the
+//! document with the oracle's (`emoflow_fixtures::expected`, a naive computation of SPEC
+//! section 3). Each view's module checks its own part with it, beside its code;
+//! `tests/views_vs_oracle.rs` checks them all over random inputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.
 
 use std::sync::Arc;
@@ -89,6 +89,7 @@ pub(crate) fn assert_parts_equal_the_oracle(parts: &[&str]) {
             let opts = RunOptions {
                 workers,
                 batch_lines: 97,
+                chunk_bytes: 4096,
                 views: cfg,
                 filters: initial.to_vec(),
                 filter_changes: later

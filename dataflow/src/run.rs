@@ -1,6 +1,6 @@
 //! Running the views over NDJSON input (a file or bytes in memory) on N worker threads.
 //!
-//! Workers take turns through the input in chunks of [`CHUNK_BYTES`] (see
+//! Workers take turns through the input in chunks of [`CHUNK_BYTES`] (by default; see
 //! [`emoflow_ingest::ndjson`]), so decoding runs in parallel while events still reach the views
 //! in nearly file order, as from parallel Kafka partitions. Every `batch_lines` lines is one dataflow time; a worker never
 //! runs more than [`MAX_TIMES_IN_FLIGHT`] times ahead of the views, which bounds buffered input.
@@ -91,13 +91,13 @@ impl InputData {
     }
 
     /// What each of `workers` workers reads.
-    fn shares(&self, workers: usize) -> Result<Vec<Share>, RunError> {
+    fn shares(&self, workers: usize, chunk_bytes: u64) -> Result<Vec<Share>, RunError> {
         match self {
             InputData::Parquet(p) => Ok(balance(p.row_groups(), workers)
                 .into_iter()
                 .map(Share::RowGroups)
                 .collect()),
-            _ => Ok(interleaved_ranges(self.len()?, workers, CHUNK_BYTES)
+            _ => Ok(interleaved_ranges(self.len()?, workers, chunk_bytes)
                 .into_iter()
                 .map(Share::Ranges)
                 .collect()),
@@ -174,6 +174,9 @@ pub struct RunOptions {
     pub filters: Vec<(String, FilterSpec)>,
     /// Filter changes during the run.
     pub filter_changes: Vec<ScheduledFilterChange>,
+    /// Bytes of NDJSON a worker reads before the next worker's turn ([`CHUNK_BYTES`]; tests
+    /// use a few hundred, so that every worker reads part of a small input).
+    pub chunk_bytes: u64,
     /// When given, workers add the bytes (NDJSON) or rows (Parquet) of input they have read
     /// here (for progress bars).
     pub progress: Option<Arc<AtomicU64>>,
@@ -187,6 +190,7 @@ impl Default for RunOptions {
             views: ViewConfig::default(),
             filters: Vec::new(),
             filter_changes: Vec::new(),
+            chunk_bytes: CHUNK_BYTES,
             progress: None,
         }
     }
@@ -227,7 +231,7 @@ pub fn run_views(
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let shares = input.shares(workers)?;
+    let shares = input.shares(workers, opts.chunk_bytes)?;
     let (capture, rx) = capture_channel();
     let shared = Arc::new(Shared {
         input,

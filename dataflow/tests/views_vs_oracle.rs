@@ -97,6 +97,8 @@ struct Case {
     lines: Vec<String>,
     workers: usize,
     batch_lines: usize,
+    /// Bytes a worker reads before the next one's turn: small, so that every worker reads.
+    chunk_bytes: u64,
     params: Params,
     /// Filters present from the start, and changes: (time, filter index, add?).
     initial: Vec<usize>,
@@ -106,7 +108,7 @@ struct Case {
 fn case() -> impl Strategy<Value = Case> {
     (
         prop::collection::vec(line(), 0..160).prop_shuffle(),
-        1usize..=3,
+        (1usize..=3, 1u64..600),
         1usize..9,
         (
             1usize..4,
@@ -120,7 +122,7 @@ fn case() -> impl Strategy<Value = Case> {
         .prop_map(
             |(
                 lines,
-                workers,
+                (workers, chunk_bytes),
                 batch_lines,
                 (top_k, window_ms, gap),
                 retention_ms,
@@ -130,6 +132,7 @@ fn case() -> impl Strategy<Value = Case> {
                 lines,
                 workers,
                 batch_lines,
+                chunk_bytes,
                 params: Params {
                     top_k,
                     window_ms,
@@ -202,6 +205,7 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             .map(|(id, v)| (id.clone(), spec(v)))
             .collect(),
         filter_changes: changes,
+        chunk_bytes: c.chunk_bytes,
         progress: None,
     };
     let out = run_views(
@@ -257,6 +261,7 @@ fn worker_counts_and_orders_agree_on_generated_data() {
             lines: lines.clone(),
             workers,
             batch_lines: 97,
+            chunk_bytes: 2048,
             params: Params {
                 retention_ms: 4 * 3_600_000,
                 ..Params::default()
@@ -295,6 +300,7 @@ fn retention_keeps_the_boundary_and_evicts_past_it() {
                     lines: lines.clone(),
                     workers,
                     batch_lines,
+                    chunk_bytes: 40,
                     params,
                     initial: vec![0],
                     changes: vec![],
@@ -316,6 +322,7 @@ fn a_filter_added_at_any_time_counts_each_event_once() {
                 lines: lines.clone(),
                 workers,
                 batch_lines: 13,
+                chunk_bytes: 512,
                 params: Params {
                     retention_ms: 200_000,
                     ..Params::default()
