@@ -68,7 +68,8 @@ impl FilterControl {
     /// Queues `change`; returns its number, for [`FilterControl::visible_from`].
     pub fn send(&self, change: FilterChange) -> u64 {
         let mut changes = lock(&self.0.changes);
-        let seq = changes.last().map_or(0, |(s, _)| *s) + 1;
+        // Numbered from the latest, not the list's last: applied changes leave the list.
+        let seq = self.0.latest.load(Ordering::Acquire) + 1;
         changes.push((seq, change));
         self.0.latest.store(seq, Ordering::Release);
         seq
@@ -112,10 +113,19 @@ impl FilterControl {
 
     /// Records that `worker` has applied every change up to `seq`, and that their counts are
     /// sent at dataflow time `time` at the latest.
+    /// Changes every worker has applied are dropped, so the list stays as short as the slowest
+    /// worker is behind.
     pub(crate) fn applied(&self, worker: usize, seq: u64, time: u64) {
-        if let Some(a) = lock(&self.0.applied).get_mut(worker) {
-            *a = Applied { seq, time };
-        }
+        let everywhere = {
+            let mut applied = lock(&self.0.applied);
+            if let Some(a) = applied.get_mut(worker) {
+                *a = Applied { seq, time };
+            }
+            applied.iter().map(|a| a.seq).min().unwrap_or(0)
+        };
+        let mut changes = lock(&self.0.changes);
+        let done = changes.partition_point(|(s, _)| *s <= everywhere);
+        changes.drain(..done);
     }
 }
 
@@ -140,5 +150,11 @@ mod tests {
         assert_eq!(control.visible_from(b), None);
         control.applied(1, 2, 80);
         assert_eq!(control.visible_from(b), Some(80));
+        assert!(
+            lock(&control.0.changes).is_empty(),
+            "changes every worker applied are dropped"
+        );
+        assert_eq!(control.add("c", FilterSpec::default()), 3);
+        assert_eq!(control.changes_after(2).len(), 1);
     }
 }
