@@ -14,6 +14,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::batch::{EventBatch, FilterDelta, FilterKey};
 use crate::config::ViewConfig;
 use crate::filter::{Amount, FilterSpec};
+use crate::filter_control::FilterChange;
 use crate::filter_index::FilterIndex;
 use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
@@ -129,8 +130,10 @@ pub struct Feed {
     recent_next: usize,
     recent_len: usize,
     filters: Vec<CountedFilter>,
-    /// `filters`, indexed for matching.
+    /// `filters`, indexed for matching; rebuilt on the next match after they change, so that
+    /// adding many filters at once builds it once.
     index: FilterIndex,
+    index_stale: bool,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -163,6 +166,7 @@ impl Feed {
             recent_len: 0,
             filters: Vec::new(),
             index: FilterIndex::default(),
+            index_stale: false,
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
         }
@@ -186,9 +190,26 @@ impl Feed {
         self.recent_next = (self.recent_next + 1) % RECENT_EVENTS;
         self.recent_len = (self.recent_len + 1).min(RECENT_EVENTS);
         if !self.filters.is_empty() {
+            self.refresh_index();
             let bucket = self.cfg.bucket_of(e.ts);
             let filters = &mut self.filters;
             self.index.for_each_match(e, |i| filters[i].bump(bucket));
+        }
+    }
+
+    /// Applies one change to the filters this worker counts; `since` numbers it the same on
+    /// every worker (it tells incarnations of one id apart). Filters added must then be
+    /// back-filled (see [`Feed::add_filter`]).
+    pub fn apply_change(&mut self, since: u64, change: &FilterChange) {
+        match change {
+            FilterChange::Add { id, spec } => {
+                let key = FilterKey {
+                    id: id.clone(),
+                    since,
+                };
+                self.add_filter(key, spec);
+            }
+            FilterChange::Remove { id } => self.remove_filter(id),
         }
     }
 
@@ -210,12 +231,16 @@ impl Feed {
             pending: Vec::new(),
             backfilling,
         });
-        self.reindex();
+        self.index_stale = true;
     }
 
-    fn reindex(&mut self) {
-        let specs: Vec<&FilterSpec> = self.filters.iter().map(|f| &f.spec).collect();
-        self.index = FilterIndex::new(&specs);
+    /// Rebuilds the index if the filters changed since it was built.
+    fn refresh_index(&mut self) {
+        if self.index_stale {
+            let specs: Vec<&FilterSpec> = self.filters.iter().map(|f| &f.spec).collect();
+            self.index = FilterIndex::new(&specs);
+            self.index_stale = false;
+        }
     }
 
     /// Starts counting `filters` from the start of a run, where there is no history to
@@ -237,7 +262,7 @@ impl Feed {
             let batch = &mut self.batches[f.dest];
             push_deltas(&mut f, batch);
             batch.filters_removed.push(f.key);
-            self.reindex();
+            self.index_stale = true;
         }
     }
 
@@ -249,6 +274,7 @@ impl Feed {
     /// Counts `e`, an event this worker read before the filters added since the last
     /// back-fill: one pass over the history serves every filter added in the meantime.
     pub fn count_history(&mut self, e: &Event<'_>) {
+        self.refresh_index();
         let bucket = self.cfg.bucket_of(e.ts);
         let filters = &mut self.filters;
         self.index.for_each_match(e, |i| {

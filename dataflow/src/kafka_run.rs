@@ -22,12 +22,11 @@ use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
 
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
-use crate::batch::FilterKey;
 use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
-use crate::filter_control::{FilterChange, FilterControl};
+use crate::filter_control::FilterControl;
 use crate::reader_health::ReaderHealth;
 use crate::run::RunError;
 use crate::snapshot::{Collector, ViewState};
@@ -379,7 +378,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         }
         let changes = shared.filters.changes_after(applied_change);
         if let Some(&(last, _)) = changes.last() {
-            apply_filter_changes(&mut feed, &changes);
+            for (seq, change) in &changes {
+                feed.apply_change(*seq, change);
+            }
             if feed.needs_backfill() {
                 if let Some(r) = &reader {
                     backfill(&mut feed, input, &mine, r.positions(), &refusals)?;
@@ -481,22 +482,6 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         "worker done"
     );
     Ok(())
-}
-
-/// Applies filter changes to what this worker counts; filters added are then back-filled.
-fn apply_filter_changes(feed: &mut Feed, changes: &[(u64, FilterChange)]) {
-    for (seq, change) in changes {
-        match change {
-            FilterChange::Add { id, spec } => {
-                let key = FilterKey {
-                    id: id.clone(),
-                    since: *seq,
-                };
-                feed.add_filter(key, spec);
-            }
-            FilterChange::Remove { id } => feed.remove_filter(id),
-        }
-    }
 }
 
 /// Offsets a worker refused because their time lay too far ahead of its clock when it read

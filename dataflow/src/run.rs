@@ -20,11 +20,11 @@ use emoflow_ingest::ndjson::{interleaved_ranges, Line, LineCounter, RangesReader
 use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use emoflow_ingest::{decode_event, Event, RejectReason, Rejection, MAX_MESSAGE_BYTES};
 
-use crate::batch::FilterKey;
 use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
+use crate::filter_control::FilterChange;
 use crate::snapshot::ViewState;
 
 /// Bytes of input a worker reads before the next worker's turn.
@@ -148,6 +148,22 @@ pub struct ScheduledFilterChange {
     pub spec: FilterSpec,
     /// `+1` adds it, `-1` removes it.
     pub diff: isize,
+}
+
+impl ScheduledFilterChange {
+    /// The change itself.
+    fn change(&self) -> FilterChange {
+        if self.diff > 0 {
+            FilterChange::Add {
+                id: self.id.clone(),
+                spec: self.spec.clone(),
+            }
+        } else {
+            FilterChange::Remove {
+                id: self.id.clone(),
+            }
+        }
+    }
 }
 
 /// A rejected input line, kept with where it was.
@@ -298,15 +314,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
     loop {
         inputs.advance_to(time);
         for c in opts.filter_changes.iter().filter(|c| c.at_time == time) {
-            if c.diff > 0 {
-                let key = FilterKey {
-                    id: c.id.clone(),
-                    since: time,
-                };
-                feed.add_filter(key, &c.spec);
-            } else {
-                feed.remove_filter(&c.id);
-            }
+            feed.apply_change(time, &c.change());
         }
         if feed.needs_backfill() {
             // One pass over this worker's history for every filter added now.
