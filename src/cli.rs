@@ -124,6 +124,28 @@ pub struct StorageArgs {
     pub archive_roll_secs: u64,
 }
 
+/// Filters and live push: how many, and what each subscriber may hold.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// Most filters kept (POST /filters past it answers 400).
+    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_MAX_FILTERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub max_filters: usize,
+    /// Most live subscribers (SSE and WebSocket) in all; past it, 503 with Retry-After.
+    #[arg(long, default_value_t = 20_000, env = "EMOFLOW_MAX_SUBSCRIBERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub max_subscribers: usize,
+    /// Most live subscribers from one client address; past it, 503 with Retry-After.
+    #[arg(long, default_value_t = 12_000, env = "EMOFLOW_MAX_SUBSCRIBERS_PER_ADDRESS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub max_subscribers_per_address: usize,
+    /// Events that may wait for one subscriber; a subscriber further behind is disconnected
+    /// (it resumes with its last event id).
+    #[arg(long, default_value_t = 1024, env = "EMOFLOW_SUBSCRIBER_BUFFER", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub subscriber_buffer: usize,
+    /// Recent events kept in memory for subscribers that resume (older ones are read back
+    /// from Kafka).
+    #[arg(long, default_value_t = 200_000, env = "EMOFLOW_PUSH_MEMORY_EVENTS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub push_memory_events: usize,
+}
+
 /// Where the live service reads and how it serves.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -171,6 +193,8 @@ pub struct ServeArgs {
     /// read from the topic); later events are refused as `future_timestamp`.
     #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
     pub max_future: i64,
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 /// `emoflow demo`.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use emoflow_dataflow::{start_kafka, KafkaInput, KafkaRunOptions};
+use std::collections::BTreeMap;
+
+use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::{
     ensure_topic, resolve_range, BulkProducer, EmbeddedBroker, EventProducer, OffsetSpec,
@@ -14,7 +16,10 @@ use emoflow_ingest::kafka::{
 };
 use emoflow_ingest::MaxFuture;
 use emoflow_query_api::window::{IngestWindow, LogLimits};
-use emoflow_query_api::{AppState, HealthProbe, IngestOptions, Publisher, DEFAULT_BODY_LIMIT};
+use emoflow_query_api::{
+    AppState, FilterStore, Filters, HealthProbe, Hub, HubLimits, IngestOptions, LogSource,
+    Publisher, DEFAULT_BODY_LIMIT,
+};
 
 use crate::cli::{DemoArgs, ServeArgs};
 use crate::produce::{GeneratedMessages, Pacer};
@@ -86,6 +91,29 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     .into_iter()
     .map(|r| PartitionRange::open(r.partition, r.start))
     .collect();
+    let (store, stored) = open_filters(storage.data_dir())?;
+    let start: BTreeMap<i32, i64> = ranges.iter().map(|r| (r.partition, r.start)).collect();
+    let hub = Hub::new(
+        start,
+        Some(LogSource {
+            brokers: brokers.clone(),
+            topic: args.topic.clone(),
+            max_future: MaxFuture(args.max_future),
+        }),
+        HubLimits {
+            memory_events: args.push.push_memory_events,
+            buffer: args.push.subscriber_buffer,
+            max_subscribers: args.push.max_subscribers,
+            max_per_address: args.push.max_subscribers_per_address,
+        },
+    );
+    for (id, spec) in &stored {
+        hub.add_filter(id, spec.clone(), 0);
+    }
+    // Bounded: a hub that falls behind holds the collector back rather than growing.
+    let (deliver, deliveries) = std::sync::mpsc::sync_channel(256);
+    hub.spawn(deliveries)
+        .context("cannot start the delivery thread")?;
     let (mut publisher, snapshots) = Publisher::new(cfg);
     let run = start_kafka(
         KafkaInput {
@@ -103,6 +131,8 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             background: true,
             archive: storage.archive.clone(),
             max_future: MaxFuture(args.max_future),
+            filters: stored,
+            deliver: Some(deliver),
             ..KafkaRunOptions::default()
         },
         move |state| publisher.publish(state),
@@ -147,7 +177,13 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             window,
             max_future: MaxFuture(args.max_future),
         },
-    );
+    )
+    .with_filters(Filters::new(
+        store,
+        Some(run.filter_control()),
+        hub,
+        args.push.max_filters,
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("emoflow-http")
@@ -190,6 +226,23 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
     tracing::info!(as_of = out.state.as_of, "stopped");
     drop(storage);
     served
+}
+
+/// The filter store in the data directory (in memory without one), and the filters in it.
+fn open_filters(
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<(FilterStore, Vec<(String, FilterSpec)>)> {
+    let store = match data_dir {
+        Some(dir) => FilterStore::open(dir)
+            .with_context(|| format!("cannot open the filter store in {}", dir.display()))?,
+        None => FilterStore::in_memory()?,
+    };
+    let stored: Vec<(String, FilterSpec)> =
+        store.list()?.into_iter().map(|f| (f.id, f.spec)).collect();
+    if !stored.is_empty() {
+        println!("{} filters from the filter store", stored.len());
+    }
+    Ok((store, stored))
 }
 
 async fn shutdown_signal() {

@@ -53,6 +53,13 @@ pub fn for_serve(args: &StorageArgs, no_archive: bool, log: String) -> anyhow::R
     })
 }
 
+impl Storage {
+    /// The data directory, when the command holds it.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._data_dir.as_ref().map(DataDir::path)
+    }
+}
+
 /// `replay`: with `--archive DIR`, only DIR is held; with a bare `--archive`, the data
 /// directory too (the archive is in it, or named by `--archive-dir`); without, nothing.
 pub fn for_replay(

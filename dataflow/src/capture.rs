@@ -10,7 +10,7 @@ use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::ProbeHandle;
 
 use crate::config::ViewConfig;
-use crate::snapshot::{CapturedEvent, Collector, ViewState};
+use crate::snapshot::{CapturedEvent, Collector};
 use crate::update::ViewUpdate;
 use crate::views::{build_views, ViewInputs};
 
@@ -58,16 +58,16 @@ impl CaptureSlot {
     }
 }
 
-/// Applies captured updates until the workers are done; `advanced` sees the state each time
-/// its `as_of` moves on (on the calling thread, so it must be quick).
+/// Applies captured updates until the workers are done; `advanced` sees the collector each
+/// time its `as_of` moves on (on the calling thread, so it must be quick).
 pub(crate) fn collect(
     rx: mpsc::Receiver<CapturedEvent>,
-    mut advanced: impl FnMut(&ViewState),
+    mut advanced: impl FnMut(&mut Collector),
 ) -> Collector {
     let mut collector = Collector::default();
     for event in rx {
         if collector.push(event) {
-            advanced(collector.state());
+            advanced(&mut collector);
         }
     }
     collector

@@ -55,6 +55,42 @@ struct CountedFilter {
     pending: Vec<(i64, i64)>,
     /// Added since the last back-fill: [`Feed::count_history`] counts for it.
     backfilling: bool,
+    /// With delivery on, its newest matches found by the back-fill (at most
+    /// [`RECENT_MATCHES`]), sent once it ends.
+    found: NewestMatches,
+}
+
+/// How many of a filter's newest matches the back-fill hands to delivery (`recent` in
+/// `GET /filters/{id}/matches`).
+pub const RECENT_MATCHES: usize = 100;
+
+/// The newest matches (by event time, then partition and offset) among those offered, at most
+/// [`RECENT_MATCHES`]: a min-heap, so an offer older than all of a full heap costs one compare.
+#[derive(Default)]
+struct NewestMatches(std::collections::BinaryHeap<std::cmp::Reverse<ShownEvent>>);
+
+impl NewestMatches {
+    fn offer(&mut self, e: &Event<'_>, partition: i32, offset: i64) {
+        let key = (e.ts, partition, offset);
+        if self.0.len() >= RECENT_MATCHES {
+            match self.0.peek() {
+                Some(std::cmp::Reverse(min)) if (min.ts, min.partition, min.offset) >= key => {
+                    return
+                }
+                _ => {}
+            }
+            self.0.pop();
+        }
+        self.0
+            .push(std::cmp::Reverse(ShownEvent::of(e, partition, offset)));
+    }
+
+    fn take(&mut self) -> Vec<ShownEvent> {
+        std::mem::take(&mut self.0)
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
 }
 
 impl CountedFilter {
@@ -137,6 +173,12 @@ pub struct Feed {
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
+    /// Whether accepted events and back-filled matches go out for live delivery.
+    deliver: bool,
+    /// With delivery on: the events accepted since the last flush.
+    accepted: Vec<ShownEvent>,
+    /// With delivery on: back-filled filters' newest matches, to send at the next flush.
+    found: Vec<ViewUpdate>,
 }
 
 fn bump(map: &mut FxHashMap<Box<str>, i64>, key: &str) {
@@ -169,7 +211,16 @@ impl Feed {
             index_stale: false,
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
+            deliver: false,
+            accepted: Vec::new(),
+            found: Vec::new(),
         }
+    }
+
+    /// Sends every accepted event, and each back-filled filter's newest matches, out of the
+    /// dataflow for live delivery (see [`ViewUpdate::Accepted`]).
+    pub fn deliver_events(&mut self) {
+        self.deliver = true;
     }
 
     /// Adds an accepted event read at `(partition, offset)`; `arrival` is its Kafka message
@@ -189,6 +240,9 @@ impl Feed {
         self.recent[self.recent_next].fill(e, partition, offset, arrival);
         self.recent_next = (self.recent_next + 1) % RECENT_EVENTS;
         self.recent_len = (self.recent_len + 1).min(RECENT_EVENTS);
+        if self.deliver {
+            self.accepted.push(ShownEvent::of(e, partition, offset));
+        }
         if !self.filters.is_empty() {
             self.refresh_index();
             let bucket = self.cfg.bucket_of(e.ts);
@@ -230,6 +284,7 @@ impl Feed {
             dest,
             pending: Vec::new(),
             backfilling,
+            found: NewestMatches::default(),
         });
         self.index_stale = true;
     }
@@ -274,12 +329,23 @@ impl Feed {
     /// Counts `e`, an event this worker read before the filters added since the last
     /// back-fill: one pass over the history serves every filter added in the meantime.
     pub fn count_history(&mut self, e: &Event<'_>) {
+        self.count_history_at(e, None);
+    }
+
+    /// [`Feed::count_history`] for an event read at `(partition, offset)`: with delivery on,
+    /// the newest matches are kept for `recent`.
+    pub fn count_history_at(&mut self, e: &Event<'_>, at: Option<(i32, i64)>) {
         self.refresh_index();
         let bucket = self.cfg.bucket_of(e.ts);
+        let keep = at.filter(|_| self.deliver);
         let filters = &mut self.filters;
         self.index.for_each_match(e, |i| {
-            if filters[i].backfilling {
-                filters[i].bump(bucket);
+            let f = &mut filters[i];
+            if f.backfilling {
+                f.bump(bucket);
+                if let Some((partition, offset)) = keep {
+                    f.found.offer(e, partition, offset);
+                }
             }
         });
     }
@@ -287,6 +353,12 @@ impl Feed {
     /// Ends the back-fill: the filters added before it now count only what is read.
     pub fn end_backfill(&mut self) {
         for f in &mut self.filters {
+            if f.backfilling && self.deliver {
+                for event in f.found.take() {
+                    self.found
+                        .push(ViewUpdate::Backfilled(f.key.clone(), event));
+                }
+            }
             f.backfilling = false;
         }
     }
@@ -337,6 +409,12 @@ impl Feed {
             inputs.extras.update(shown, 1);
         }
         self.recent_len = 0;
+        for event in self.accepted.drain(..) {
+            inputs.extras.update(ViewUpdate::Accepted(event), 1);
+        }
+        for found in self.found.drain(..) {
+            inputs.extras.update(found, 1);
+        }
         for f in &mut self.filters {
             push_deltas(f, &mut self.batches[f.dest]);
         }

@@ -86,6 +86,127 @@ impl FilterSpec {
     }
 }
 
+/// Most values one list of a filter may hold.
+pub const MAX_LIST_VALUES: usize = 1000;
+
+/// Most bytes of one value in a filter's list (the longest field, `user_id`, has 128).
+pub const MAX_VALUE_BYTES: usize = 128;
+
+/// What is wrong with a filter, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    /// The field at fault.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FilterSpec {
+    /// Reads a filter's predicates from the fields of a JSON object, naming the field at fault
+    /// (unknown, of the wrong type, or breaking a rule of [`FilterSpec::validate`]). A `null`
+    /// field is the same as a missing one.
+    pub fn from_fields(
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<FilterSpec, SpecError> {
+        let mut spec = FilterSpec::default();
+        for (name, value) in fields {
+            if value.is_null() {
+                continue;
+            }
+            let list = |value: serde_json::Value, field: &'static str| {
+                serde_json::from_value::<Vec<String>>(value).map_err(|_| SpecError {
+                    field: field.into(),
+                    message: "must be a list of strings".into(),
+                })
+            };
+            let amount = |value: serde_json::Value, field: &'static str| {
+                value.as_f64().map(Amount).ok_or_else(|| SpecError {
+                    field: field.into(),
+                    message: "must be a number".into(),
+                })
+            };
+            match name.as_str() {
+                "event_types" => spec.event_types = Some(list(value, "event_types")?),
+                "emojis" => spec.emojis = Some(list(value, "emojis")?),
+                "tiers" => spec.tiers = Some(list(value, "tiers")?),
+                "user_ids" => spec.user_ids = Some(list(value, "user_ids")?),
+                "min_amount" => spec.min_amount = Some(amount(value, "min_amount")?),
+                "max_amount" => spec.max_amount = Some(amount(value, "max_amount")?),
+                _ => {
+                    return Err(SpecError {
+                        message: "is not a filter field (a filter has event_types, emojis, tiers, user_ids, min_amount, max_amount)".into(),
+                        field: name,
+                    })
+                }
+            }
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what serde cannot: lists hold 1..=[`MAX_LIST_VALUES`] non-empty values of at most
+    /// [`MAX_VALUE_BYTES`] (an empty list would match nothing, surely a mistake), amounts are
+    /// finite, and `min_amount <= max_amount`.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let bad = |field: &str, message: String| {
+            Err(SpecError {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        for (field, list) in [
+            ("event_types", &self.event_types),
+            ("emojis", &self.emojis),
+            ("tiers", &self.tiers),
+            ("user_ids", &self.user_ids),
+        ] {
+            let Some(list) = list else { continue };
+            if list.is_empty() {
+                return bad(
+                    field,
+                    "must not be empty (omit it to accept any value)".into(),
+                );
+            }
+            if list.len() > MAX_LIST_VALUES {
+                return bad(
+                    field,
+                    format!("has {} values; at most {MAX_LIST_VALUES}", list.len()),
+                );
+            }
+            if let Some(v) = list
+                .iter()
+                .find(|v| v.is_empty() || v.len() > MAX_VALUE_BYTES)
+            {
+                return bad(
+                    field,
+                    format!(
+                        "values must be 1..={MAX_VALUE_BYTES} bytes, got {} bytes",
+                        v.len()
+                    ),
+                );
+            }
+        }
+        for (field, bound) in [
+            ("min_amount", self.min_amount),
+            ("max_amount", self.max_amount),
+        ] {
+            if bound.is_some_and(|b| !b.0.is_finite()) {
+                return bad(field, "must be a finite number".into());
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_amount, self.max_amount) {
+            if min.0 > max.0 {
+                return bad(
+                    "min_amount",
+                    format!("{} is greater than max_amount {}", min.0, max.0),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,16 +323,7 @@ pub fn parse_filter_list(json: &str) -> Result<Vec<(String, FilterSpec)>, Filter
             }
         };
         obj.remove("name");
-        let spec: FilterSpec = serde_json::from_value(serde_json::Value::Object(obj))
-            .map_err(|e| bad(e.to_string()))?;
-        for (name, bound) in [
-            ("min_amount", spec.min_amount),
-            ("max_amount", spec.max_amount),
-        ] {
-            if bound.is_some_and(|b| !b.0.is_finite()) {
-                return Err(bad(format!("{name} must be a finite number")));
-            }
-        }
+        let spec = FilterSpec::from_fields(obj).map_err(|e| bad(e.to_string()))?;
         if out.iter().any(|(existing, _)| *existing == id) {
             return Err(FilterListError::DuplicateId(id));
         }
@@ -240,6 +352,19 @@ mod list_tests {
         assert!(parse_filter_list(r#"{"emojis":[]}"#).is_err());
         assert!(parse_filter_list(r#"[{"id":"a"},{"id":"a"}]"#).is_err());
         assert!(parse_filter_list(r#"[{"min_amount":"3"}]"#).is_err());
+        for (json, field) in [
+            (r#"[{"tiers":[]}]"#, "tiers"),
+            (r#"[{"min_amount":5,"max_amount":4}]"#, "min_amount"),
+            (r#"[{"emojis":[""]}]"#, "emojis"),
+        ] {
+            let e = parse_filter_list(json).unwrap_err().to_string();
+            assert!(e.contains(field), "{json}: {e}");
+        }
+        let long: Vec<String> = (0..=MAX_LIST_VALUES).map(|i| format!("\"u{i}\"")).collect();
+        let e = parse_filter_list(&format!(r#"[{{"user_ids":[{}]}}]"#, long.join(",")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user_ids"), "{e}");
     }
 }
 

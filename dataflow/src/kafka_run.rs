@@ -15,13 +15,14 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
 
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
+use crate::batch::FilterKey;
 use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::config::ViewConfig;
 use crate::feed::Feed;
@@ -30,7 +31,7 @@ use crate::filter_control::FilterControl;
 use crate::reader_health::ReaderHealth;
 use crate::run::RunError;
 use crate::snapshot::{Collector, ViewState};
-use crate::update::{DeadLetterRecord, ViewUpdate};
+use crate::update::{DeadLetterRecord, ShownEvent, ViewUpdate};
 use crate::views::ViewInputs;
 
 /// The worker, of `workers`, that reads `partition` (see the module documentation).
@@ -84,6 +85,51 @@ pub struct KafkaRunOptions {
     pub archive: Option<ArchiveConfig>,
     /// How far an event time may lie ahead of the reader's clock; later ones are dead letters.
     pub max_future: MaxFuture,
+    /// When given, every accepted event goes here once its dataflow time is complete, for live
+    /// delivery (see [`Delivery`]). A full channel holds the collector back.
+    pub deliver: Option<mpsc::SyncSender<Delivery>>,
+}
+
+/// What the views newly cover, for live delivery: sent after each advance of `as_of` that
+/// brought events or moved a position.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// The dataflow time the views (and these events) are complete up to.
+    pub as_of: u64,
+    /// Kafka partition -> next offset to read, as of `as_of`.
+    pub positions: BTreeMap<i32, i64>,
+    /// The events accepted since the last delivery, in offset order per partition.
+    pub events: Vec<ShownEvent>,
+    /// Newest matches of filters added while running, found by their back-fill (at most
+    /// [`crate::feed::RECENT_MATCHES`] per filter incarnation).
+    pub backfilled: Vec<(FilterKey, ShownEvent)>,
+}
+
+impl Delivery {
+    /// What `collector` has newly applied, or `None` when nothing moved since `last`.
+    fn take(collector: &mut Collector, last: &BTreeMap<i32, i64>) -> Option<Delivery> {
+        let outbox = collector.take_outbox();
+        let state = collector.state();
+        if outbox.is_empty() && state.positions == *last {
+            return None;
+        }
+        let mut out = Delivery {
+            as_of: state.as_of,
+            positions: state.positions.clone(),
+            ..Delivery::default()
+        };
+        for update in outbox {
+            match update {
+                ViewUpdate::Accepted(e) => out.events.push(e),
+                ViewUpdate::Backfilled(key, e) => out.backfilled.push((key, e)),
+                _ => {}
+            }
+        }
+        // A partition is read by one worker in offset order and its times only grow, so this
+        // keeps each partition's order whatever order the times' updates arrived in.
+        out.events.sort_unstable_by_key(|e| (e.partition, e.offset));
+        Some(out)
+    }
 }
 
 impl Default for KafkaRunOptions {
@@ -98,6 +144,7 @@ impl Default for KafkaRunOptions {
             background: false,
             archive: None,
             max_future: MaxFuture::default(),
+            deliver: None,
         }
     }
 }
@@ -171,6 +218,7 @@ pub fn start_kafka(
         workers,
     ));
     let filters = FilterControl::new(workers);
+    let deliver = opts.deliver.clone();
     let shared = Arc::new(Shared {
         filters: filters.clone(),
         health: health.clone(),
@@ -191,7 +239,17 @@ pub fn start_kafka(
             if background {
                 crate::priority::lower_this_thread();
             }
-            collect(rx, &mut publish)
+            let mut delivered = BTreeMap::new();
+            collect(rx, |c| {
+                publish(c.state());
+                if let Some(tx) = &deliver {
+                    if let Some(d) = Delivery::take(c, &delivered) {
+                        delivered.clone_from(&d.positions);
+                        // Delivery only goes away when the service stops.
+                        let _ = tx.send(d);
+                    }
+                }
+            })
         })
         .map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
     Ok(KafkaRun {
@@ -342,6 +400,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     inputs.advance_to(epoch);
     let mut feed = Feed::new(cfg, peers);
     feed.add_initial_filters(&opts.filters);
+    if opts.deliver.is_some() {
+        feed.deliver_events();
+    }
     let mut reported = ReportedPositions::default();
     let mut refusals = ClockRefusals::default();
     let mut applied_change = 0u64;
@@ -550,7 +611,7 @@ fn backfill(
             }
             if let Ok(e) = decode_event(m.payload, m.timestamp_ms) {
                 events += 1;
-                feed.count_history(&e);
+                feed.count_history_at(&e, Some((m.partition, m.offset)));
             }
         });
         if n > 0 {

@@ -43,9 +43,9 @@ pub mod windows;
 
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
-pub use filter::{parse_filter_list, FilterListError, FilterSpec};
+pub use filter::{parse_filter_list, FilterListError, FilterSpec, SpecError};
 pub use filter_control::{FilterChange, FilterControl};
-pub use kafka_run::{start_kafka, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput};
+pub use kafka_run::{start_kafka, Delivery, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput};
 pub use run::{
     run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,
 };

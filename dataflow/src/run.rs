@@ -262,8 +262,8 @@ pub fn run_views(
         move |worker| run_worker(worker, &shared)
     })
     .map_err(RunError::Dataflow)?;
-    let collector = collect(rx, |state| {
-        shared.applied.store(state.as_of, Ordering::Relaxed)
+    let collector = collect(rx, |c| {
+        shared.applied.store(c.state().as_of, Ordering::Relaxed)
     });
     let mut lines = 0;
     for result in guards.join() {

@@ -230,6 +230,9 @@ impl ViewState {
                     self.skipped.add(p, from, to);
                 }
             }
+            // Delivery's, not the views': the collector hands them on (see
+            // [`Collector::take_outbox`]).
+            ViewUpdate::Accepted(_) | ViewUpdate::Backfilled(..) => {}
             ViewUpdate::DeadLetter(d) => {
                 if diff > 0 {
                     self.dead_letters.push_back(Arc::new(d));
@@ -292,6 +295,7 @@ pub struct Collector {
     frontier: MutableAntichain<u64>,
     pending: BTreeMap<u64, Vec<(ViewUpdate, isize)>>,
     state: ViewState,
+    outbox: Vec<ViewUpdate>,
 }
 
 impl Default for Collector {
@@ -302,6 +306,7 @@ impl Default for Collector {
             frontier,
             pending: BTreeMap::new(),
             state: ViewState::default(),
+            outbox: Vec::new(),
         }
     }
 }
@@ -333,7 +338,14 @@ impl Collector {
             }
             let (time, updates) = entry.remove_entry();
             for (u, d) in updates {
-                self.state.apply(u, d);
+                match u {
+                    ViewUpdate::Accepted(_) | ViewUpdate::Backfilled(..) => {
+                        if d > 0 {
+                            self.outbox.push(u);
+                        }
+                    }
+                    u => self.state.apply(u, d),
+                }
             }
             self.state.end_time();
             self.state.as_of = self.state.as_of.max(time);
@@ -342,6 +354,12 @@ impl Collector {
             self.state.as_of = self.state.as_of.max(l.saturating_sub(1));
         }
         self.state.as_of > before
+    }
+
+    /// The updates for live delivery ([`ViewUpdate::Accepted`], [`ViewUpdate::Backfilled`])
+    /// of the times applied since the last call, in the order of their times.
+    pub fn take_outbox(&mut self) -> Vec<ViewUpdate> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// True once the dataflow has finished: no update can follow.

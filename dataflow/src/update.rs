@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::FilterKey;
 use crate::filter::Amount;
 use crate::sessions::Session;
 
@@ -58,6 +59,12 @@ pub enum ViewUpdate {
     /// Offsets `from..to` of a partition passed over without a message: the broker no longer
     /// held them when they were to be read (only ever added).
     Skipped(i32, i64, i64),
+    /// An accepted event, for live delivery to subscribers (only with delivery on; not kept in
+    /// the views: see [`crate::snapshot::Collector::take_outbox`]).
+    Accepted(ShownEvent),
+    /// One of the newest matches of a filter the back-fill found (only with delivery on; not
+    /// kept in the views).
+    Backfilled(FilterKey, ShownEvent),
 }
 
 /// An accepted event as responses show it: SPEC's normalised fields plus where it was read.
@@ -82,6 +89,35 @@ pub struct ShownEvent {
     /// The amount, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<Amount>,
+}
+
+impl ShownEvent {
+    /// `e` as read at `(partition, offset)`.
+    pub fn of(e: &emoflow_ingest::Event<'_>, partition: i32, offset: i64) -> Self {
+        ShownEvent {
+            ts: e.ts,
+            partition,
+            offset,
+            user_id: e.user_id.to_string(),
+            emoji: e.emoji.as_deref().map(str::to_owned),
+            event_type: e.event_type.to_string(),
+            tier: e.tier.as_deref().map(str::to_owned),
+            amount: e.amount.map(Amount),
+        }
+    }
+
+    /// The event in the decoder's form, borrowing from this one (to match it against filters).
+    pub fn as_event(&self) -> emoflow_ingest::Event<'_> {
+        use std::borrow::Cow::Borrowed;
+        emoflow_ingest::Event {
+            ts: self.ts,
+            user_id: Borrowed(&self.user_id),
+            emoji: self.emoji.as_deref().map(Borrowed),
+            event_type: Borrowed(&self.event_type),
+            tier: self.tier.as_deref().map(Borrowed),
+            amount: self.amount.map(|a| a.0),
+        }
+    }
 }
 
 /// A rejected Kafka message, kept so that it can be listed and explained.

@@ -1,6 +1,7 @@
 //! The router and the state its handlers share.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use emoflow_ingest::kafka::EventProducer;
 use emoflow_ingest::MaxFuture;
@@ -16,11 +17,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::filters::{self, Filters};
 use crate::health::{health, HealthProbe};
 use crate::intake::{post_emoji, post_events};
 use crate::snapshot::Snapshot;
 use crate::views;
 use crate::window::IngestWindow;
+use crate::{legacy, live_views, push};
 
 /// Default largest request body, in bytes.
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;
@@ -31,6 +34,9 @@ struct Inner {
     health: Arc<HealthProbe>,
     ingest: IngestOptions,
     produce_failures: AtomicU64,
+    filters: Option<Filters>,
+    /// Set when the service stops: open streams end with a final message.
+    stopping: watch::Sender<bool>,
 }
 
 /// How HTTP ingest behaves.
@@ -79,7 +85,43 @@ impl AppState {
             health,
             ingest,
             produce_failures: AtomicU64::new(0),
+            filters: None,
+            stopping: watch::channel(false).0,
         }))
+    }
+
+    /// The same state with filters and live push (before it is shared).
+    pub fn with_filters(self, filters: Filters) -> Self {
+        match Arc::try_unwrap(self.0) {
+            Ok(mut inner) => {
+                inner.filters = Some(filters);
+                AppState(Arc::new(inner))
+            }
+            Err(shared) => {
+                tracing::error!("filters added to a state already shared: ignored");
+                AppState(shared)
+            }
+        }
+    }
+
+    /// The filters and the delivery hub, when the service has them.
+    pub fn filters(&self) -> Option<&Filters> {
+        self.0.filters.as_ref()
+    }
+
+    /// A receiver of every published snapshot.
+    pub fn watch_snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.0.snapshots.clone()
+    }
+
+    /// Turns true when the service stops.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.0.stopping.subscribe()
+    }
+
+    /// Ends every open stream with a final message (the service is stopping).
+    pub fn stop_streams(&self) {
+        self.0.stopping.send_replace(true);
     }
 
     /// Checks a write request's `Authorization: Bearer TOKEN` when a token is configured:
@@ -176,19 +218,35 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(post_events))
         .route("/register_event", post(post_events))
         .route("/v1/event", post(post_events))
+        .route("/filters", post(filters::create).get(filters::list))
+        .route("/filters/{id}", get(filters::get).delete(filters::delete))
+        .route("/filters/{id}/matches", get(filters::matches))
+        .route("/filters/{id}/stream", get(push::filter_stream))
+        .route("/ws", get(push::ws_filter))
+        .route("/stream", get(live_views::stream))
+        .route("/register", post(legacy::register))
+        .route("/deregister", delete(legacy::deregister))
+        .route("/clients", get(legacy::clients))
+        .route("/clients/{client_id}/stream", get(push::client_stream))
+        .route("/v1/ws/events", get(push::ws_events))
         // Ingest reads the body itself, to answer 413 in SPEC's error shape.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves.
+/// Serves `state` on `listener` until `shutdown` resolves; open streams then end with a
+/// final message.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.stop_streams();
+        })
         .await
 }

@@ -8,12 +8,21 @@
 
 pub mod app;
 pub mod error;
+pub mod filter_store;
+pub mod filters;
 pub mod health;
+pub mod hub;
 pub mod intake;
+pub mod legacy;
+pub mod live_views;
+pub mod push;
 pub mod snapshot;
 pub mod views;
 pub mod window;
 
 pub use app::{router, serve, AppState, IngestOptions, DEFAULT_BODY_LIMIT};
+pub use filter_store::FilterStore;
+pub use filters::Filters;
 pub use health::HealthProbe;
+pub use hub::{Hub, HubLimits, LogSource};
 pub use snapshot::{Publisher, Snapshot};
