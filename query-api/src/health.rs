@@ -300,6 +300,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
             "total": skipped.total,
             "ranges": skipped.ranges.iter().map(|(p, from, to)| json!({"partition": p, "from": from, "to": to})).collect::<Vec<_>>(),
         },
+        "subscribers": app.filters().map(|f| f.hub().stats()),
         "problems": problems,
         "notes": source.notes,
     }))

@@ -145,6 +145,8 @@ impl CloseReason {
 
 struct Slot {
     tx: mpsc::Sender<Arc<Entry>>,
+    /// Set when a send failed: nothing more may go in, or the stream would have a hole.
+    failed: std::cell::Cell<bool>,
     closed: Arc<OnceLock<CloseReason>>,
     addr: IpAddr,
     filter: Option<String>,
@@ -415,9 +417,13 @@ impl Hub {
             st.memory_from.entry(p).or_insert(o);
         }
         st.as_of = st.as_of.max(d.as_of);
-        st.cut_off += full.len() as u64;
-        for id in full {
-            st.close(id, CloseReason::TooSlow);
+        for (id, was_full) in full {
+            if was_full {
+                st.cut_off += 1;
+                st.close(id, CloseReason::TooSlow);
+            } else {
+                st.forget(id);
+            }
         }
     }
 
@@ -475,6 +481,7 @@ impl Hub {
             id,
             Slot {
                 tx,
+                failed: std::cell::Cell::new(false),
                 closed: closed.clone(),
                 addr,
                 filter: filter.map(str::to_owned),
@@ -499,16 +506,24 @@ impl Hub {
     }
 }
 
-/// Puts `e` in subscriber `id`'s buffer; a full or closed buffer marks it for cutting off.
-fn send(slots: &FxHashMap<u64, Slot>, id: u64, e: &Arc<Entry>, full: &mut Vec<u64>) -> u64 {
+/// Puts `e` in subscriber `id`'s buffer; a full buffer marks it for cutting off, a closed one
+/// (the client left) for forgetting.
+fn send(slots: &FxHashMap<u64, Slot>, id: u64, e: &Arc<Entry>, full: &mut Vec<(u64, bool)>) -> u64 {
     let Some(slot) = slots.get(&id) else { return 0 };
-    match slot.tx.try_send(e.clone()) {
-        Ok(()) => 1,
-        Err(_) => {
-            full.push(id);
-            0
-        }
+    if slot.failed.get() {
+        return 0;
     }
+    let result = slot.tx.try_send(e.clone());
+    let was_full = match result {
+        Ok(()) => return 1,
+        Err(mpsc::error::TrySendError::Full(_)) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    };
+    // Later events of this delivery must not reach it either: the buffer may drain meanwhile,
+    // and an event after a dropped one would leave a hole before the resume point.
+    slot.failed.set(true);
+    full.push((id, was_full));
+    0
 }
 
 impl State {

@@ -21,6 +21,8 @@ pub fn free_port() -> u16 {
 
 include!("find_tansu.rs");
 
+pub mod sse;
+
 /// True when the broker tests must run (CI sets it); otherwise they skip without tansu.
 pub fn broker_required() -> bool {
     std::env::var("EMOFLOW_REQUIRE_BROKER").is_ok_and(|v| v == "1")
