@@ -45,6 +45,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Measure freshness: produce at a steady rate and time each event until `/stats` counts it.
     BenchFreshness(FreshnessArgs),
+    /// Measure live push: many SSE subscribers over many filters against a running `serve`,
+    /// while producing at a steady rate.
+    BenchSubscribers(SubscribersBenchArgs),
     /// One benchmark run, in a process of its own (used by `bench`).
     #[command(hide = true)]
     BenchRun(BenchRunArgs),
@@ -131,7 +134,7 @@ pub struct PushArgs {
     #[arg(long, default_value_t = 10_000, env = "EMOFLOW_MAX_FILTERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub max_filters: usize,
     /// Most live subscribers (SSE and WebSocket) in all; past it, 503 with Retry-After.
-    #[arg(long, default_value_t = 20_000, env = "EMOFLOW_MAX_SUBSCRIBERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 16_000, env = "EMOFLOW_MAX_SUBSCRIBERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub max_subscribers: usize,
     /// Most live subscribers from one client address; past it, 503 with Retry-After.
     #[arg(long, default_value_t = 12_000, env = "EMOFLOW_MAX_SUBSCRIBERS_PER_ADDRESS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
@@ -142,7 +145,7 @@ pub struct PushArgs {
     pub subscriber_buffer: usize,
     /// Recent events kept in memory for subscribers that resume (older ones are read back
     /// from Kafka).
-    #[arg(long, default_value_t = 200_000, env = "EMOFLOW_PUSH_MEMORY_EVENTS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 100_000, env = "EMOFLOW_PUSH_MEMORY_EVENTS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub push_memory_events: usize,
 }
 
@@ -396,6 +399,41 @@ pub struct FreshnessArgs {
     /// The producer's linger (batching delay) in ms, part of the measured time.
     #[arg(long, default_value_t = 5, env = "EMOFLOW_LINGER_MS", value_parser = whole::<u64>(0, 10_000), allow_negative_numbers = true)]
     pub linger_ms: u64,
+}
+
+/// `emoflow bench-subscribers`.
+#[derive(Debug, Args)]
+pub struct SubscribersBenchArgs {
+    /// The running service (`emoflow serve`).
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "EMOFLOW_URL")]
+    pub url: String,
+    /// The brokers it reads (the embedded broker's address is printed by `serve`).
+    #[arg(long, env = "EMOFLOW_BROKERS")]
+    pub brokers: String,
+    /// Its topic.
+    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
+    pub topic: String,
+    /// The service's process id, to report its memory.
+    #[arg(long)]
+    pub serve_pid: Option<u32>,
+    /// SSE subscribers.
+    #[arg(long, default_value_t = 1000, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub subscribers: usize,
+    /// Distinct filters (subscriber s follows filter s % filters).
+    #[arg(long, default_value_t = 100, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub filters: usize,
+    /// Users each filter lists.
+    #[arg(long, default_value_t = 5, value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
+    pub users_per_filter: usize,
+    /// Distinct users the producer picks from.
+    #[arg(long, default_value_t = 10_000, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    pub users: usize,
+    /// Events per second.
+    #[arg(long, default_value_t = 20_000, value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
+    pub rate: u64,
+    /// How long to produce, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
+    pub seconds: u64,
 }
 
 /// `emoflow bench-run`.

@@ -6,6 +6,7 @@
 mod arg_values;
 mod bench;
 mod bench_kafka;
+mod bench_subscribers;
 mod cli;
 mod export;
 mod freshness;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Bench(args) => bench::run(args),
         cli::Command::BenchRun(args) => bench::run_one(args),
         cli::Command::BenchFreshness(args) => freshness::run(args),
+        cli::Command::BenchSubscribers(args) => bench_subscribers::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

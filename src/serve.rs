@@ -69,6 +69,16 @@ fn broker(args: &ServeArgs) -> anyhow::Result<Broker> {
 /// Runs the service until Ctrl-C or SIGTERM. `on_ready` runs once the API listens, with the
 /// bootstrap servers.
 fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+    // Every live subscriber is an open connection: take as many as the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < args.push.max_subscribers + 256 => tracing::warn!(
+            open_files = n,
+            max_subscribers = args.push.max_subscribers,
+            "the open-files limit is below --max-subscribers: connections past it will fail"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
     let cfg = args.views.config();
     cfg.validate()?;
     // The embedded broker's log starts again at offset 0 each run: its archive files say which

@@ -177,9 +177,9 @@ pub struct HubLimits {
 impl Default for HubLimits {
     fn default() -> Self {
         HubLimits {
-            memory_events: 200_000,
+            memory_events: 100_000,
             buffer: 1024,
-            max_subscribers: 20_000,
+            max_subscribers: 16_000,
             max_per_address: 12_000,
         }
     }
