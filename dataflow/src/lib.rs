@@ -24,6 +24,7 @@ pub mod document;
 pub mod export;
 pub mod feed;
 pub mod filter;
+pub mod filter_classes;
 pub mod filter_control;
 pub mod filter_index;
 pub mod intern;
