@@ -414,25 +414,25 @@ pub struct SubscribersBenchArgs {
     #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
     pub topic: String,
     /// The service's process id, to report its memory.
-    #[arg(long)]
+    #[arg(long, env = "EMOFLOW_SERVE_PID")]
     pub serve_pid: Option<u32>,
     /// SSE subscribers.
-    #[arg(long, default_value_t = 1000, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1000, env = "EMOFLOW_BENCH_SUBSCRIBERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub subscribers: usize,
     /// Distinct filters (subscriber s follows filter s % filters).
-    #[arg(long, default_value_t = 100, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 100, env = "EMOFLOW_BENCH_FILTERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub filters: usize,
     /// Users each filter lists.
-    #[arg(long, default_value_t = 5, value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 5, env = "EMOFLOW_BENCH_USERS_PER_FILTER", value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
     pub users_per_filter: usize,
     /// Distinct users the producer picks from.
-    #[arg(long, default_value_t = 10_000, value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_BENCH_USERS", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub users: usize,
     /// Events per second.
-    #[arg(long, default_value_t = 20_000, value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20_000, env = "EMOFLOW_RATE", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub rate: u64,
     /// How long to produce, in seconds.
-    #[arg(long, default_value_t = 20, value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 20, env = "EMOFLOW_SECONDS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub seconds: u64,
 }
 
