@@ -908,6 +908,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cursor_ahead_of_the_views_skips_what_it_had() {
+        // After a restart the views read the topic again from its start: a client that
+        // resumes before they catch up must not get again what it had.
+        let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
+        hub.add_filter("f", fire(), 0);
+        let mut sub = hub
+            .subscribe(Some("f"), Cursor::parse("0:2").ok(), ADDR)
+            .unwrap();
+        let events = (0..4).map(|o| event(0, o, "🔥")).collect();
+        hub.deliver(delivery(events, &[(0, 4)]));
+        assert_eq!(drain(&mut sub).await, vec![(0, 2), (0, 3)]);
+    }
+
+    #[tokio::test]
     async fn a_slow_subscriber_is_cut_off_and_told_where_to_resume() {
         let limits = HubLimits {
             buffer: 2,
