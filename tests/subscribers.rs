@@ -303,6 +303,12 @@ fn filters_over_http_deliver_every_match_once_across_cuts_and_restarts() {
     }
     let (status, _) = post_json(&serve.addr, "/filters", &json!({"id": "rich"}));
     assert_eq!(status, 409);
+    let (status, e) = http(&serve.addr, "PUT", "/filters/rich", None, &[]);
+    assert_eq!(status, 405, "{e}");
+    assert!(
+        e["error"].is_string(),
+        "a wrong method is answered in JSON: {e}"
+    );
 
     // Live: an SSE client and a WebSocket client receive exactly the new matches; a second
     // SSE client is cut after 3 events and resumes with Last-Event-ID.

@@ -194,6 +194,14 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("index.html"))
 }
 
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method; see GET / for the routes",
+        serde_json::Value::Null,
+    )
+}
+
 async fn not_found() -> impl IntoResponse {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -232,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         // Ingest reads the body itself, to answer 413 in SPEC's error shape.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
