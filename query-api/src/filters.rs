@@ -43,7 +43,8 @@ pub struct Filters {
     changes: tokio::sync::Mutex<()>,
 }
 
-fn store_error(e: StoreError) -> ApiError {
+/// A store failure as an answer: 409 for an id in use, 500 otherwise.
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Exists(id) => ApiError::new(
             StatusCode::CONFLICT,
@@ -179,11 +180,12 @@ impl Filters {
     }
 }
 
-fn filters_of(app: &AppState) -> Result<&Filters, ApiError> {
+/// The service's filters; 503 for a service without them (filters, push and clients).
+pub(crate) fn filters_of(app: &AppState) -> Result<&Filters, ApiError> {
     app.filters().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "filters are not available in this service",
+            "filters, live push and clients are not available in this service",
             Value::Null,
         )
     })

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::filter_store::StoredFilter;
-use crate::filters::{json_object, spec_of, wait_for_backfill, Filters};
+use crate::filters::{filters_of, json_object, spec_of, store_error, wait_for_backfill, Filters};
 
 /// Longest client id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -28,24 +28,6 @@ const FILTER_FIELDS: [&str; 6] = [
     "min_amount",
     "max_amount",
 ];
-
-fn filters_of(app: &AppState) -> Result<&Filters, ApiError> {
-    app.filters().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "clients are not available in this service",
-            Value::Null,
-        )
-    })
-}
-
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        e.to_string(),
-        Value::Null,
-    )
-}
 
 fn client_id(fields: &Map<String, Value>) -> Result<String, ApiError> {
     match fields.get("client_id") {
@@ -99,7 +81,7 @@ pub async fn register(
     let fields = json_object(request).await?;
     let client = client_id(&fields)?;
     let spec = spec_of(filter_fields(&fields))?;
-    let existing = filters.store().of_client(&client).map_err(internal)?;
+    let existing = filters.store().of_client(&client).map_err(store_error)?;
     if let Some(old) = &existing {
         filters.delete(&old.id).await?;
     }
@@ -139,7 +121,7 @@ pub async fn deregister(
         Some(c) => c,
         None => client_id(&json_object(request).await?)?,
     };
-    let Some(filter) = filters.store().of_client(&client).map_err(internal)? else {
+    let Some(filter) = filters.store().of_client(&client).map_err(store_error)? else {
         return Err(ApiError::not_found(format!(
             "no registered client {client:?}"
         )));
@@ -156,7 +138,7 @@ pub async fn clients(State(app): State<AppState>) -> Result<Json<Value>, ApiErro
     let all: Vec<Value> = filters
         .store()
         .list()
-        .map_err(internal)?
+        .map_err(store_error)?
         .iter()
         .filter(|f| f.client_id.is_some())
         .map(|f| client_view(f, filters))

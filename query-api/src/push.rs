@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::filters::{filters_of, store_error};
 use crate::hub::{Cursor, Out, SubscribeError, Subscription};
 
 /// How often an idle stream sends a heartbeat (an SSE comment, a WebSocket ping).
@@ -89,20 +90,17 @@ fn subscribe_error(e: SubscribeError) -> ApiError {
     }
 }
 
+/// Subscribes to `filter` (every event when `None`) from the resume point the request gives
+/// (live from now without one).
 fn subscribe(
     app: &AppState,
     filter: Option<&str>,
-    from: Option<Cursor>,
     addr: IpAddr,
+    headers: &HeaderMap,
+    params: &ResumeParams,
 ) -> Result<Subscription, ApiError> {
-    let filters = app.filters().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "live push is not available in this service",
-            Value::Null,
-        )
-    })?;
-    filters
+    let from = resume_point(headers, params)?;
+    filters_of(app)?
         .hub()
         .subscribe(filter, from, addr)
         .map_err(subscribe_error)
@@ -184,8 +182,7 @@ pub async fn filter_stream(
     headers: HeaderMap,
     Query(params): Query<ResumeParams>,
 ) -> Result<Response, ApiError> {
-    let from = resume_point(&headers, &params)?;
-    let sub = subscribe(&app, Some(&id), from, addr)?;
+    let sub = subscribe(&app, Some(&id), addr, &headers, &params)?;
     Ok(sse_response(&app, sub, &format!("matches of filter {id}")))
 }
 
@@ -197,22 +194,12 @@ pub async fn client_stream(
     headers: HeaderMap,
     Query(params): Query<ResumeParams>,
 ) -> Result<Response, ApiError> {
-    let filters = app
-        .filters()
-        .ok_or_else(|| ApiError::not_found("no clients in this service"))?;
-    let filter = filters
+    let filter = filters_of(&app)?
         .store()
         .of_client(&client)
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                e.to_string(),
-                Value::Null,
-            )
-        })?
+        .map_err(store_error)?
         .ok_or_else(|| ApiError::not_found(format!("no registered client {client:?}")))?;
-    let from = resume_point(&headers, &params)?;
-    let sub = subscribe(&app, Some(&filter.id), from, addr)?;
+    let sub = subscribe(&app, Some(&filter.id), addr, &headers, &params)?;
     Ok(sse_response(
         &app,
         sub,
@@ -235,10 +222,8 @@ pub async fn ws_filter(
             json!({ "parameter": "filter" }),
         ));
     };
-    let from = resume_point(&headers, &params)?;
-    let sub = subscribe(&app, Some(&filter), from, addr)?;
-    let stopping = app.stopping();
-    Ok(ws.on_upgrade(move |socket| pump(socket, sub, stopping)))
+    let sub = subscribe(&app, Some(&filter), addr, &headers, &params)?;
+    Ok(upgrade(&app, ws, sub))
 }
 
 /// `GET /v1/ws/events`: every accepted event over a WebSocket, for clients of older systems.
@@ -249,10 +234,14 @@ pub async fn ws_events(
     headers: HeaderMap,
     Query(params): Query<ResumeParams>,
 ) -> Result<Response, ApiError> {
-    let from = resume_point(&headers, &params)?;
-    let sub = subscribe(&app, None, from, addr)?;
+    let sub = subscribe(&app, None, addr, &headers, &params)?;
+    Ok(upgrade(&app, ws, sub))
+}
+
+/// Answers the upgrade and streams `sub` over the socket.
+fn upgrade(app: &AppState, ws: WebSocketUpgrade, sub: Subscription) -> Response {
     let stopping = app.stopping();
-    Ok(ws.on_upgrade(move |socket| pump(socket, sub, stopping)))
+    ws.on_upgrade(move |socket| pump(socket, sub, stopping))
 }
 
 /// A WebSocket message for `out`, and whether it is the last.
