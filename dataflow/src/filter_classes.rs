@@ -133,66 +133,19 @@ impl ClassCounter {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
     use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::filter::Amount;
-
-    const VALUES: [&str; 3] = ["a", "b", "c"];
-
-    fn list() -> impl Strategy<Value = Option<Vec<String>>> {
-        prop::option::of(prop::collection::vec(
-            prop::sample::select(VALUES.to_vec()).prop_map(str::to_owned),
-            1..3,
-        ))
-    }
-
-    fn spec() -> impl Strategy<Value = FilterSpec> {
-        let amount = prop::option::of((0u8..6).prop_map(|a| Amount(f64::from(a) / 2.0)));
-        (list(), list(), list(), list(), amount.clone(), amount).prop_map(
-            |(event_types, emojis, tiers, user_ids, min_amount, max_amount)| FilterSpec {
-                event_types,
-                emojis,
-                tiers,
-                user_ids,
-                min_amount,
-                max_amount,
-            },
-        )
-    }
-
-    fn event() -> impl Strategy<Value = (Event<'static>, i64)> {
-        let value = prop::sample::select(VALUES.to_vec());
-        (
-            value.clone(),
-            prop::option::of(value.clone()),
-            value.clone(),
-            prop::option::of(value),
-            prop::option::of(0u8..7),
-            0i64..2,
-        )
-            .prop_map(|(user, emoji, event_type, tier, amount, bucket)| {
-                let e = Event {
-                    ts: 1,
-                    user_id: Cow::Borrowed(user),
-                    emoji: emoji.map(Cow::Borrowed),
-                    event_type: Cow::Borrowed(event_type),
-                    tier: tier.map(Cow::Borrowed),
-                    amount: amount.map(|a| f64::from(a) / 4.0),
-                };
-                (e, bucket)
-            })
-    }
+    use crate::filter_strategies::{event, spec};
 
     proptest! {
         /// Counts per (filter, bucket) equal counting each event by the definition.
         #[test]
         fn class_counts_equal_counting_event_by_event(
             specs in prop::collection::vec(spec(), 0..100),
-            events in prop::collection::vec(event(), 1..60),
+            events in prop::collection::vec((event(), 0i64..2), 1..60),
         ) {
             let refs: Vec<&FilterSpec> = specs.iter().collect();
             let mut counter = ClassCounter::new(&refs);

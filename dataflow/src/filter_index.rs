@@ -147,54 +147,10 @@ impl FilterIndex {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::filter::Amount;
-
-    const VALUES: [&str; 4] = ["a", "b", "c", "d"];
-
-    fn list() -> impl Strategy<Value = Option<Vec<String>>> {
-        prop::option::of(prop::collection::vec(
-            prop::sample::select(VALUES.to_vec()).prop_map(str::to_owned),
-            0..3,
-        ))
-    }
-
-    fn spec() -> impl Strategy<Value = FilterSpec> {
-        let amount = prop::option::of((0u8..8).prop_map(|a| Amount(f64::from(a))));
-        (list(), list(), list(), list(), amount.clone(), amount).prop_map(
-            |(event_types, emojis, tiers, user_ids, min_amount, max_amount)| FilterSpec {
-                event_types,
-                emojis,
-                tiers,
-                user_ids,
-                min_amount,
-                max_amount,
-            },
-        )
-    }
-
-    fn event() -> impl Strategy<Value = Event<'static>> {
-        let value = prop::sample::select(VALUES.to_vec());
-        (
-            value.clone(),
-            prop::option::of(value.clone()),
-            value.clone(),
-            prop::option::of(value),
-            prop::option::of(0u8..8),
-        )
-            .prop_map(|(user, emoji, event_type, tier, amount)| Event {
-                ts: 1,
-                user_id: Cow::Borrowed(user),
-                emoji: emoji.map(Cow::Borrowed),
-                event_type: Cow::Borrowed(event_type),
-                tier: tier.map(Cow::Borrowed),
-                amount: amount.map(f64::from),
-            })
-    }
+    use crate::filter_strategies::{event, spec};
 
     proptest! {
         /// The index finds exactly the filters whose definition holds (more than 64 filters, so

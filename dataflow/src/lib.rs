@@ -27,6 +27,8 @@ pub mod filter;
 pub mod filter_classes;
 pub mod filter_control;
 pub mod filter_index;
+#[cfg(test)]
+mod filter_strategies;
 pub mod intern;
 pub mod kafka_run;
 #[cfg(test)]
