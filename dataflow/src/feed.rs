@@ -167,13 +167,15 @@ pub struct Feed {
     recent_next: usize,
     recent_len: usize,
     filters: Vec<CountedFilter>,
-    /// `filters`, indexed for matching; rebuilt on the next match after they change, so that
-    /// adding many filters at once builds it once. Used by the back-fill.
+    /// `filters`, indexed for matching event by event, for the back-fill only; rebuilt when a
+    /// back-fill needs it after they changed.
     index: FilterIndex,
-    /// `filters` again, for counting what is read: per class of events (see
-    /// [`crate::filter_classes`]); rebuilt with `index`.
-    classes: ClassCounter,
     index_stale: bool,
+    /// `filters` again, for counting what is read: per class of events (see
+    /// [`crate::filter_classes`]); rebuilt on the next event read after they change, so that
+    /// adding many filters at once builds it once.
+    classes: ClassCounter,
+    classes_stale: bool,
     /// Newest event time this worker has seen, ever.
     newest_ts: i64,
     newest_sent: i64,
@@ -214,6 +216,7 @@ impl Feed {
             index: FilterIndex::default(),
             classes: ClassCounter::default(),
             index_stale: false,
+            classes_stale: false,
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
             deliver: false,
@@ -249,7 +252,7 @@ impl Feed {
             self.accepted.push(ShownEvent::of(e, partition, offset));
         }
         if !self.filters.is_empty() {
-            self.refresh_index();
+            self.refresh_classes();
             let bucket = self.cfg.bucket_of(e.ts);
             let filters = &mut self.filters;
             self.classes
@@ -306,16 +309,32 @@ impl Feed {
             backfilling,
             found: NewestMatches::default(),
         });
-        self.index_stale = true;
+        self.filters_changed();
     }
 
-    /// Rebuilds the index if the filters changed since it was built.
+    /// Marks both matchers out of date; each is rebuilt when next used.
+    fn filters_changed(&mut self) {
+        self.index_stale = true;
+        self.classes_stale = true;
+    }
+
+    fn specs(&self) -> Vec<&FilterSpec> {
+        self.filters.iter().map(|f| &f.spec).collect()
+    }
+
+    /// Rebuilds the back-fill's index if the filters changed since it was built.
     fn refresh_index(&mut self) {
         if self.index_stale {
-            let specs: Vec<&FilterSpec> = self.filters.iter().map(|f| &f.spec).collect();
-            self.index = FilterIndex::new(&specs);
-            self.classes = ClassCounter::new(&specs);
+            self.index = FilterIndex::new(&self.specs());
             self.index_stale = false;
+        }
+    }
+
+    /// Rebuilds the class counter if the filters changed since it was built.
+    fn refresh_classes(&mut self) {
+        if self.classes_stale {
+            self.classes = ClassCounter::new(&self.specs());
+            self.classes_stale = false;
         }
     }
 
@@ -346,7 +365,7 @@ impl Feed {
             let batch = &mut self.batches[f.dest];
             push_deltas(&mut f, batch);
             batch.filters_removed.push(f.key);
-            self.index_stale = true;
+            self.filters_changed();
         }
     }
 
