@@ -274,7 +274,11 @@ fn create_filters(
 
 /// Produces events at `rate` for `seconds`; returns how many each user got.
 fn produce(args: &SubscribersBenchArgs) -> anyhow::Result<Vec<u64>> {
-    let producer = BulkProducer::with_linger(&args.brokers, &args.topic, Duration::from_millis(2))?;
+    let producer = BulkProducer::with_linger(
+        &args.service.brokers,
+        &args.service.topic,
+        Duration::from_millis(2),
+    )?;
     // Warm up: the first sends wait for the broker's metadata and connections, which is not
     // what this measures. These users are in no filter.
     for n in 0..1000u64 {
@@ -314,11 +318,7 @@ pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-files limit: {e}");
     }
-    let addr = args
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = args.service.addr();
     let run = format!("bench{}", std::process::id());
     println!("creating {} filters", args.filters);
     let ids = create_filters(&addr, &args, &run)?;

@@ -378,18 +378,35 @@ pub struct BenchArgs {
     pub views: ViewArgs,
 }
 
-/// `emoflow bench-freshness`.
+/// A running `emoflow serve` that a benchmark drives: its API and the topic it reads.
 #[derive(Debug, Args)]
-pub struct FreshnessArgs {
+pub struct ServiceArgs {
     /// The running service (`emoflow serve`).
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "EMOFLOW_URL")]
     pub url: String,
-    /// The brokers it reads.
+    /// The brokers it reads (the embedded broker's address is printed by `serve`).
     #[arg(long, env = "EMOFLOW_BROKERS")]
     pub brokers: String,
     /// Its topic.
     #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
     pub topic: String,
+}
+
+impl ServiceArgs {
+    /// `host:port` of the service, from `--url`.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+/// `emoflow bench-freshness`.
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// Events per second.
     #[arg(long, default_value_t = 100_000, env = "EMOFLOW_RATE", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub rate: u64,
@@ -404,15 +421,8 @@ pub struct FreshnessArgs {
 /// `emoflow bench-subscribers`.
 #[derive(Debug, Args)]
 pub struct SubscribersBenchArgs {
-    /// The running service (`emoflow serve`).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "EMOFLOW_URL")]
-    pub url: String,
-    /// The brokers it reads (the embedded broker's address is printed by `serve`).
-    #[arg(long, env = "EMOFLOW_BROKERS")]
-    pub brokers: String,
-    /// Its topic.
-    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
-    pub topic: String,
+    #[command(flatten)]
+    pub service: ServiceArgs,
     /// The service's process id, to report its memory.
     #[arg(long, env = "EMOFLOW_SERVE_PID")]
     pub serve_pid: Option<u32>,

@@ -95,14 +95,10 @@ fn warm_up(producer: &BulkProducer, addr: &str) -> anyhow::Result<i64> {
 
 /// Runs the measurement and prints the distribution.
 pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
-    let addr = args
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let addr = args.service.addr();
     let producer = BulkProducer::with_linger(
-        &args.brokers,
-        &args.topic,
+        &args.service.brokers,
+        &args.service.topic,
         Duration::from_millis(args.linger_ms),
     )?;
     let base = warm_up(&producer, &addr)?;
