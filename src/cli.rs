@@ -127,6 +127,24 @@ pub struct StorageArgs {
     pub archive_roll_secs: u64,
 }
 
+/// How the HTTP server treats requests from browsers and slow requests.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated or
+    /// repeated, e.g. `https://show.example.com`; `*` allows any. None by default: only pages
+    /// served by emoflow itself (the dashboard) may.
+    #[arg(
+        long = "cors-origin",
+        value_delimiter = ',',
+        env = "EMOFLOW_CORS_ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+    /// How long a request may take before it is answered 408; streams (SSE, WebSocket) are
+    /// exempt.
+    #[arg(long, default_value = "30s", value_parser = positive_duration_ms, env = "EMOFLOW_REQUEST_TIMEOUT")]
+    pub request_timeout: i64,
+}
+
 /// Filters and live push: how many, and what each subscriber may hold.
 #[derive(Debug, Clone, Args)]
 pub struct PushArgs {
@@ -198,6 +216,8 @@ pub struct ServeArgs {
     pub max_future: i64,
     #[command(flatten)]
     pub push: PushArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// `emoflow demo`.

@@ -17,8 +17,8 @@ use emoflow_ingest::kafka::{
 use emoflow_ingest::MaxFuture;
 use emoflow_query_api::window::{IngestWindow, LogLimits};
 use emoflow_query_api::{
-    AppState, FilterStore, Filters, HealthProbe, Hub, HubLimits, IngestOptions, LogSource,
-    Publisher, DEFAULT_BODY_LIMIT,
+    AppState, FilterStore, Filters, HealthProbe, HttpOptions, Hub, HubLimits, IngestOptions,
+    LogSource, Publisher, DEFAULT_BODY_LIMIT,
 };
 
 use crate::cli::{DemoArgs, ServeArgs};
@@ -68,7 +68,10 @@ fn broker(args: &ServeArgs) -> anyhow::Result<Broker> {
 
 /// Runs the service until Ctrl-C or SIGTERM. `on_ready` runs once the API listens, with the
 /// bootstrap servers.
-fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()> {
+fn serve_with(
+    args: ServeArgs,
+    on_ready: impl FnOnce(&str) -> Option<std::thread::JoinHandle<()>>,
+) -> anyhow::Result<()> {
     // Every live subscriber is an open connection: take as many as the system allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) if (n as usize) < args.push.max_subscribers + 256 => tracing::warn!(
@@ -193,7 +196,12 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
         Some(run.filter_control()),
         hub,
         args.push.max_filters,
-    ));
+    ))
+    .with_http(HttpOptions::new(
+        &args.http.cors_origins,
+        Duration::from_millis(args.http.request_timeout as u64),
+    )?)
+    .with_tick(Duration::from_millis(args.tick as u64));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("emoflow-http")
@@ -208,13 +216,22 @@ fn serve_with(args: ServeArgs, on_ready: impl FnOnce(&str)) -> anyhow::Result<()
             "emoflow serving http://{addr}/ ({} workers)",
             args.workers.max(1)
         );
-        on_ready(&brokers);
-        emoflow_query_api::serve(listener, state, shutdown_signal())
+        let load = on_ready(&brokers);
+        let served = emoflow_query_api::serve(listener, state, shutdown_signal())
             .await
-            .context("the HTTP server failed")
+            .context("the HTTP server failed");
+        anyhow::Ok((served, load))
     });
+    let (served, load) = match served {
+        Ok((served, load)) => (served, load),
+        Err(e) => (Err(e), None),
+    };
     tracing::info!("stopping");
     SHUTTING_DOWN.store(true, Ordering::Relaxed);
+    // Clients of the embedded broker stop before it does, so none logs it going away.
+    if let Some(load) = load {
+        let _ = load.join();
+    }
     stop_poller.store(true, Ordering::Relaxed);
     run.stop();
     let out = run.wait()?;
@@ -278,7 +295,7 @@ async fn shutdown_signal() {
 
 /// `emoflow serve`.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    serve_with(args, |_| {})
+    serve_with(args, |_| None)
 }
 
 /// `emoflow demo`: serve on the embedded broker plus a generator at `--rate` events/s.
@@ -297,9 +314,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<()> {
                     tracing::error!("demo load stopped: {e:#}");
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the demo load: {e}");
-        }
+        spawned
+            .map_err(|e| tracing::error!("cannot start the demo load: {e}"))
+            .ok()
     })
 }
 

@@ -6,20 +6,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
+use axum::body::to_bytes;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use emoflow_ingest::kafka::EventProducer;
 use emoflow_ingest::MaxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
+use crate::dashboard;
 use crate::error::ApiError;
 use crate::filters::{self, Filters};
 use crate::health::{health, HealthProbe};
 use crate::intake::{post_emoji, post_events};
+use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
 use crate::views;
 use crate::window::IngestWindow;
@@ -34,7 +42,11 @@ struct Inner {
     health: Arc<HealthProbe>,
     ingest: IngestOptions,
     produce_failures: AtomicU64,
+    metrics: Metrics,
     filters: Option<Filters>,
+    http: HttpOptions,
+    /// Length of the dataflow's epochs (event reads are stamped with the end of theirs).
+    tick: Duration,
     /// Set when the service stops: open streams end with a final message.
     stopping: watch::Sender<bool>,
 }
@@ -66,6 +78,71 @@ impl Default for IngestOptions {
     }
 }
 
+/// How the server treats browsers from other origins and slow requests.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Origins allowed to call the API from a browser; `None` allows any.
+    cors: Option<Vec<HeaderValue>>,
+    /// How long a request (not a stream) may take before it is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            cors: Some(Vec::new()),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// An origin given to `--cors-origin` that cannot be one.
+#[derive(Debug, thiserror::Error)]
+#[error("--cors-origin {0:?} is not an origin such as https://example.com (or *)")]
+pub struct BadOrigin(String);
+
+impl HttpOptions {
+    /// Options allowing `origins` (`*` for any) and timing requests out after `timeout`.
+    pub fn new(origins: &[String], request_timeout: Duration) -> Result<Self, BadOrigin> {
+        let cors = if origins.iter().any(|o| o.trim() == "*") {
+            None
+        } else {
+            let parsed = origins
+                .iter()
+                .map(|o| {
+                    let o = o.trim().trim_end_matches('/');
+                    let scheme = o.starts_with("http://") || o.starts_with("https://");
+                    HeaderValue::from_str(o)
+                        .ok()
+                        .filter(|_| scheme && !o.contains(char::is_whitespace))
+                        .ok_or_else(|| BadOrigin(o.to_owned()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(parsed)
+        };
+        Ok(HttpOptions {
+            cors,
+            request_timeout,
+        })
+    }
+
+    fn cors_layer(&self) -> CorsLayer {
+        let allow = match &self.cors {
+            None => AllowOrigin::any(),
+            Some(list) => AllowOrigin::list(list.iter().cloned()),
+        };
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("last-event-id"),
+            ])
+            .max_age(Duration::from_secs(3600))
+    }
+}
+
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -85,20 +162,42 @@ impl AppState {
             health,
             ingest,
             produce_failures: AtomicU64::new(0),
+            metrics: Metrics::new(),
             filters: None,
+            http: HttpOptions::default(),
+            tick: Duration::from_millis(20),
             stopping: watch::channel(false).0,
         }))
     }
 
     /// The same state with filters and live push (before it is shared).
     pub fn with_filters(self, filters: Filters) -> Self {
+        self.change("filters", |inner| inner.filters = Some(filters))
+    }
+
+    /// The same state with these HTTP options (before it is shared).
+    pub fn with_http(self, http: HttpOptions) -> Self {
+        self.change("HTTP options", |inner| inner.http = http)
+    }
+
+    /// The same state knowing the dataflow's epoch length (before it is shared).
+    pub fn with_tick(self, tick: Duration) -> Self {
+        self.change("the tick", |inner| inner.tick = tick)
+    }
+
+    /// Length of the dataflow's epochs.
+    pub fn tick(&self) -> Duration {
+        self.0.tick
+    }
+
+    fn change(self, what: &str, f: impl FnOnce(&mut Inner)) -> Self {
         match Arc::try_unwrap(self.0) {
             Ok(mut inner) => {
-                inner.filters = Some(filters);
+                f(&mut inner);
                 AppState(Arc::new(inner))
             }
             Err(shared) => {
-                tracing::error!("filters added to a state already shared: ignored");
+                tracing::error!("{what} added to a state already shared: ignored");
                 AppState(shared)
             }
         }
@@ -184,14 +283,20 @@ impl AppState {
         self.0.ingest.window.as_ref()
     }
 
+    /// Requests the broker did not acknowledge, since start.
+    pub fn produce_failures(&self) -> u64 {
+        self.0.produce_failures.load(Ordering::Relaxed)
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
     /// Counts a request the broker did not acknowledge.
     pub fn count_produce_failure(&self) {
         self.0.produce_failures.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
@@ -210,10 +315,38 @@ async fn not_found() -> impl IntoResponse {
     )
 }
 
-/// Every route of SPEC section 4 built so far.
-pub fn router(state: AppState) -> Router {
+/// Turns an error answer that is not JSON (axum's own rejections, the timeout's 408) into
+/// the `{"error", "detail"}` shape every other error has.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let text = match to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let error = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_owned()
+    } else {
+        text
+    };
+    ApiError::new(status, error, serde_json::Value::Null).into_response()
+}
+
+/// Routes answered at once, which the request timeout applies to.
+fn requests() -> Router<AppState> {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
         .route("/health", get(health))
         .route("/stats", get(views::stats))
         .route("/top", get(views::top))
@@ -222,6 +355,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions", get(views::sessions))
         .route("/sessions/{user_id}", get(views::user_sessions))
         .route("/dead-letters", get(views::dead_letters))
+        .route("/metrics", get(metrics::metrics))
         .route("/emoji", post(post_emoji))
         .route("/events", post(post_events))
         .route("/register_event", post(post_events))
@@ -229,18 +363,43 @@ pub fn router(state: AppState) -> Router {
         .route("/filters", post(filters::create).get(filters::list))
         .route("/filters/{id}", get(filters::get).delete(filters::delete))
         .route("/filters/{id}/matches", get(filters::matches))
-        .route("/filters/{id}/stream", get(push::filter_stream))
-        .route("/ws", get(push::ws_filter))
-        .route("/stream", get(live_views::stream))
         .route("/register", post(legacy::register))
         .route("/deregister", delete(legacy::deregister))
         .route("/clients", get(legacy::clients))
+}
+
+/// Routes that stay open (SSE and WebSocket).
+fn streams() -> Router<AppState> {
+    Router::new()
+        .route("/filters/{id}/stream", get(push::filter_stream))
+        .route("/ws", get(push::ws_filter))
+        .route("/stream", get(live_views::stream))
         .route("/clients/{client_id}/stream", get(push::client_stream))
         .route("/v1/ws/events", get(push::ws_events))
-        // Ingest reads the body itself, to answer 413 in SPEC's error shape.
+}
+
+/// Every route of the HTTP API, with its layers: tracing, CORS, compression, metrics, JSON
+/// errors, and the timeout for requests that are not streams.
+pub fn router(state: AppState) -> Router {
+    let http = state.0.http.clone();
+    requests()
+        .route_layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            http.request_timeout,
+        ))
+        .merge(streams())
+        // Ingest reads the body itself, to answer 413 in the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
+        .layer(CompressionLayer::new())
+        .layer(http.cors_layer())
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -251,6 +410,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    tokio::spawn(metrics::watch_view_latency(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

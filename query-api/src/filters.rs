@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::app::AppState;
+use crate::content::{self, Accepts};
 use crate::error::ApiError;
 use crate::filter_store::{FilterStore, StoreError, StoredFilter};
 use crate::hub::Hub;
@@ -191,8 +192,9 @@ pub(crate) fn filters_of(app: &AppState) -> Result<&Filters, ApiError> {
     })
 }
 
-/// Reads a JSON object body of at most 1 MiB.
+/// Reads a JSON object body of at most 1 MiB, declared as `application/json`.
 pub async fn json_object(request: Request) -> Result<Map<String, Value>, ApiError> {
+    content::framing(request.headers(), Accepts::Json)?;
     let bytes = axum::body::to_bytes(request.into_body(), FILTER_BODY_LIMIT)
         .await
         .map_err(|_| {
@@ -202,6 +204,12 @@ pub async fn json_object(request: Request) -> Result<Map<String, Value>, ApiErro
                 Value::Null,
             )
         })?;
+    if bytes.trim_ascii().is_empty() {
+        return Err(ApiError::bad_request(
+            "the body is empty: send one JSON object",
+            json!({ "reason": "empty_body" }),
+        ));
+    }
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::bad_request(

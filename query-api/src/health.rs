@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::Json;
-use emoflow_dataflow::archive::ArchiveMonitor;
+use emoflow_dataflow::archive::{ArchiveMonitor, ArchiveReport};
 use emoflow_dataflow::reader_health::{ReaderHealth, ReaderProblem};
 use emoflow_dataflow::snapshot::SKIPPED_RANGES_KEPT;
 use emoflow_ingest::kafka::{PartitionMarks, Watermarks};
@@ -51,6 +51,11 @@ impl HealthProbe {
             archive,
             readers,
         })
+    }
+
+    /// The archive's counters, when the run archives.
+    pub fn archive_report(&self) -> Option<ArchiveReport> {
+        self.archive.as_ref().map(ArchiveMonitor::report)
     }
 
     fn record(&self, marks: Result<BTreeMap<i32, PartitionMarks>, String>) {
@@ -211,6 +216,11 @@ pub fn assess_source(
 
 /// `GET /health`.
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
+    Json(health_document(&app))
+}
+
+/// The document of `GET /health` (also part of every `GET /stream` message).
+pub fn health_document(app: &AppState) -> Value {
     let snap = app.snapshot();
     let probe = app.health();
     let positions = &snap.state.positions;
@@ -287,7 +297,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         .iter()
         .map(|p| (p.partition, p.high_watermark))
         .collect();
-    Json(json!({
+    json!({
         "status": status,
         "source": probe.source,
         "lag": source.lag(),
@@ -303,7 +313,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "subscribers": app.filters().map(|f| f.hub().stats()),
         "problems": problems,
         "notes": source.notes,
-    }))
+    })
 }
 
 #[cfg(test)]

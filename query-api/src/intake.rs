@@ -5,8 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{MatchedPath, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use emoflow_ingest::kafka::{Deliveries, PartitionOf, ProduceError};
 use emoflow_ingest::{decode_event, Event, MaxFuture, RejectReason, Rejection};
@@ -14,7 +14,9 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::content::{empty_body, framing, Accepts, Framing};
 use crate::error::ApiError;
+use crate::metrics::INGEST_EVENTS;
 
 /// One validated event, ready to produce: its key (the user) and its normalised JSON.
 type Record = (Vec<u8>, Vec<u8>);
@@ -23,40 +25,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// How the body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// One object, or an array of objects.
-    Json,
-    /// One object a line.
-    Ndjson,
-}
-
-fn framing(headers: &HeaderMap) -> Result<Framing, ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(Framing::Json);
-    };
-    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    match mime {
-        "application/x-ndjson"
-        | "application/ndjson"
-        | "application/jsonl"
-        | "application/x-jsonlines" => Ok(Framing::Ndjson),
-        // curl -d sends form-encoded by default; the body is still JSON.
-        ""
-        | "application/json"
-        | "text/plain"
-        | "application/octet-stream"
-        | "application/x-www-form-urlencoded" => Ok(Framing::Json),
-        other => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send JSON (application/json) or NDJSON (application/x-ndjson)",
-            json!({ "content_type": other }),
-        )),
-    }
 }
 
 fn invalid(index: usize, rejection: &Rejection) -> ApiError {
@@ -115,6 +83,9 @@ fn record(index: usize, bytes: &[u8], check: Check) -> Result<Record, ApiError> 
 /// Splits and validates a body into records, refusing the whole body at the first bad event.
 fn records(body: &[u8], framing: Framing, check: Check) -> Result<Vec<Record>, ApiError> {
     let trimmed = body.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(empty_body());
+    }
     let ndjson = framing == Framing::Ndjson
         || (trimmed.first() == Some(&b'{')
             && serde_json::from_slice::<&RawValue>(trimmed).is_err()
@@ -142,10 +113,7 @@ fn records(body: &[u8], framing: Framing, check: Check) -> Result<Vec<Record>, A
         vec![record(0, trimmed, check)?]
     };
     if out.is_empty() {
-        return Err(ApiError::bad_request(
-            "the body holds no event",
-            Value::Null,
-        ));
+        return Err(empty_body());
     }
     Ok(out)
 }
@@ -221,8 +189,28 @@ const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 /// With a bounded log, chunk by chunk, each once the readers have left room for it.
 async fn produce(
     app: &AppState,
+    route: &str,
     records: Vec<Record>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let answer = produce_all(app, records).await?;
+    let n = answer.accepted as u64;
+    let route = route.to_owned();
+    app.metrics()
+        .record(|| metrics::counter!(INGEST_EVENTS, "route" => route).increment(n));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": answer.accepted })),
+    ))
+}
+
+/// What ingest answers on success.
+struct Accepted {
+    /// Events produced and acknowledged.
+    accepted: usize,
+}
+
+/// Produces every record, waiting for the broker's acknowledgements.
+async fn produce_all(app: &AppState, records: Vec<Record>) -> Result<Accepted, ApiError> {
     let n = records.len();
     let records = std::sync::Arc::new(records);
     let Some(window) = app.window() else {
@@ -232,7 +220,7 @@ async fn produce(
             .acknowledged()
             .await
             .map_err(|e| produce_failed(app, &e, n))?;
-        return Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))));
+        return Ok(Accepted { accepted: n });
     };
     let deadline = tokio::time::Instant::now() + app.produce_timeout();
     let mut produced = 0;
@@ -262,7 +250,7 @@ async fn produce(
         acked.map_err(|e| produce_failed(app, &e, n))?;
         produced += chunk.len();
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": n }))))
+    Ok(Accepted { accepted: n })
 }
 
 /// 503 with `Retry-After`: the readers have not left room in the broker's log in time.
@@ -290,6 +278,25 @@ fn no_room(app: &AppState, produced: usize, events: usize) -> ApiError {
     .with_retry_after(1)
 }
 
+/// Whether a JSON object has an `emoji` or `emoji_type` field that is not null (what it
+/// holds is checked with the rest of the event). Not JSON: true, for the decoder to explain.
+fn names_an_emoji(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow)]
+        emoji: Option<&'a RawValue>,
+        #[serde(borrow)]
+        emoji_type: Option<&'a RawValue>,
+    }
+    match serde_json::from_slice::<Fields<'_>>(body) {
+        Ok(f) => [f.emoji, f.emoji_type]
+            .iter()
+            .flatten()
+            .any(|v| v.get() != "null"),
+        Err(_) => true,
+    }
+}
+
 /// `POST /emoji`: one `{"user_id", "emoji"}` (or `emoji_type`).
 pub async fn post_emoji(
     State(app): State<AppState>,
@@ -297,32 +304,45 @@ pub async fn post_emoji(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.authorize(&headers)?;
-    framing(&headers)?;
+    framing(&headers, Accepts::Json)?;
     let bytes = read_body(&app, body).await?;
     let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() {
+        return Err(empty_body());
+    }
     if trimmed.first() != Some(&b'{') {
         return Err(ApiError::bad_request(
             "POST /emoji takes one JSON object; use POST /events for batches",
             json!({ "index": 0, "reason": "not_an_object" }),
         ));
     }
+    if !names_an_emoji(trimmed) {
+        return Err(invalid(
+            0,
+            &Rejection::new(
+                RejectReason::MissingField,
+                "POST /emoji needs `emoji` (or `emoji_type`): the emoji reacted with",
+            ),
+        ));
+    }
     let rec = record(0, trimmed, Check::new(&app, true))?;
-    produce(&app, vec![rec]).await
+    produce(&app, "/emoji", vec![rec]).await
 }
 
 /// `POST /events` (and its aliases): one event, a JSON array, or NDJSON.
 pub async fn post_events(
     State(app): State<AppState>,
+    route: MatchedPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     app.authorize(&headers)?;
-    let framing = framing(&headers)?;
+    let framing = framing(&headers, Accepts::JsonOrNdjson)?;
     let bytes = read_body(&app, body).await?;
     let large = bytes.len() > BLOCKING_BODY_BYTES;
     let check = Check::new(&app, false);
     let recs = off_runtime(large, move || records(&bytes, framing, check)).await?;
-    produce(&app, recs).await
+    produce(&app, route.as_str(), recs).await
 }
 
 #[cfg(test)]
@@ -384,5 +404,15 @@ mod tests {
         assert_eq!(err.detail["reason"], "future_timestamp");
         let soon = r#"{"user_id":"u","emoji":"x","ts":3600000}"#;
         assert!(record(0, soon.as_bytes(), check(0, true)).is_ok());
+    }
+
+    #[test]
+    fn an_emoji_route_body_without_an_emoji_is_told_so() {
+        assert!(names_an_emoji(br#"{"user_id":"a","emoji":"x"}"#));
+        assert!(names_an_emoji(br#"{"user_id":"a","emoji_type":"x"}"#));
+        assert!(!names_an_emoji(br#"{"user_id":"a"}"#));
+        assert!(!names_an_emoji(br#"{"user_id":"a","emoji":null}"#));
+        // Not JSON: left to the decoder, which explains what is wrong.
+        assert!(names_an_emoji(b"{nope"));
     }
 }

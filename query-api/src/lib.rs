@@ -7,6 +7,8 @@
 #![forbid(missing_docs)]
 
 pub mod app;
+pub mod content;
+pub mod dashboard;
 pub mod error;
 pub mod filter_store;
 pub mod filters;
@@ -15,12 +17,13 @@ pub mod hub;
 pub mod intake;
 pub mod legacy;
 pub mod live_views;
+pub mod metrics;
 pub mod push;
 pub mod snapshot;
 pub mod views;
 pub mod window;
 
-pub use app::{router, serve, AppState, IngestOptions, DEFAULT_BODY_LIMIT};
+pub use app::{router, serve, AppState, HttpOptions, IngestOptions, DEFAULT_BODY_LIMIT};
 pub use filter_store::FilterStore;
 pub use filters::Filters;
 pub use health::HealthProbe;

@@ -117,7 +117,7 @@ fn add_window(into: &mut WindowDoc, w: WindowDoc) {
 
 /// The sliding view: the newest base windows that cover the last `last` ms of event time, up
 /// to the end of the newest window (`None` before any event).
-fn sliding(snap: &Snapshot, last: i64) -> Result<Option<WindowDoc>, ApiError> {
+pub(crate) fn sliding(snap: &Snapshot, last: i64) -> Result<Option<WindowDoc>, ApiError> {
     let base = snap.cfg.window_ms;
     // `last` rounded up to whole base windows, at least one.
     let covering = (last.div_euclid(base) + i64::from(last % base != 0)).max(1) * base;
@@ -281,12 +281,18 @@ pub async fn rates(
         ));
     }
     let snap = app.snapshot();
-    let (step_s, last_s) = (step / 1000, last / 1000);
+    let points = rate_points(&snap, step / 1000, last / 1000);
+    Ok(Json(
+        json!({ "step_ms": step, "last_ms": last, "points": points, "as_of": snap.state.as_of }),
+    ))
+}
+
+/// Accepted events per step of `step_s` seconds over the last `last_s` seconds of processing
+/// time, oldest first (empty before any history).
+pub(crate) fn rate_points(snap: &Snapshot, step_s: i64, last_s: i64) -> Vec<Value> {
     let history = &snap.history;
     let Some(&(end, _)) = history.back() else {
-        return Ok(Json(
-            json!({ "step_ms": step, "last_ms": last, "points": [], "as_of": snap.state.as_of }),
-        ));
+        return Vec::new();
     };
     // Total accepted by the end of second `s` (0 before the history starts).
     let total_at = |s: i64| -> i64 {
@@ -298,7 +304,7 @@ pub async fn rates(
         }
     };
     let first = end - last_s + 1;
-    let points: Vec<Value> = (0..last_s / step_s)
+    (0..last_s / step_s)
         .map(|i| {
             let start = first + i * step_s;
             let events = total_at(start + step_s - 1) - total_at(start - 1);
@@ -308,10 +314,7 @@ pub async fn rates(
                 "per_sec": events as f64 / step_s as f64,
             })
         })
-        .collect();
-    Ok(Json(
-        json!({ "step_ms": step, "last_ms": last, "points": points, "as_of": snap.state.as_of }),
-    ))
+        .collect()
 }
 
 /// `GET /sessions`: the summary over every user's retained sessions.
@@ -368,8 +371,15 @@ pub async fn dead_letters(
     };
     let snap = app.snapshot();
     let total: i64 = snap.state.lifetime.rejected.values().sum();
-    let items: Vec<Value> = snap
-        .state
+    let items = dead_letter_items(&snap, limit);
+    Ok(Json(
+        json!({ "total": total, "kept": snap.state.dead_letters.len(), "items": items, "as_of": snap.state.as_of }),
+    ))
+}
+
+/// The newest `limit` dead letters, newest first.
+pub(crate) fn dead_letter_items(snap: &Snapshot, limit: usize) -> Vec<Value> {
+    snap.state
         .dead_letters
         .iter()
         .rev()
@@ -380,8 +390,5 @@ pub async fn dead_letters(
                 "partition": d.partition, "offset": d.offset, "payload": d.payload,
             })
         })
-        .collect();
-    Ok(Json(
-        json!({ "total": total, "kept": snap.state.dead_letters.len(), "items": items, "as_of": snap.state.as_of }),
-    ))
+        .collect()
 }

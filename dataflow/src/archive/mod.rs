@@ -91,6 +91,8 @@ pub struct ArchiveReport {
     pub rows_written: u64,
     /// Files written since start.
     pub files_written: u64,
+    /// Bytes of the files written since start.
+    pub bytes_written: u64,
     /// Events read that were archived already (a replay or restart over an archived range).
     pub rows_already_archived: u64,
     /// Events handed to the writer whose files have not appeared yet.
@@ -127,6 +129,7 @@ struct Inner {
     rows_pending: AtomicU64,
     rows_written: AtomicU64,
     files_written: AtomicU64,
+    bytes_written: AtomicU64,
     rows_already: AtomicU64,
     rows_abandoned: AtomicU64,
     error: Mutex<Option<String>>,
@@ -304,6 +307,9 @@ impl Writer {
         let written = self.inner.retry(|| publish_bytes(bytes, &path));
         if written {
             self.inner.files_written.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .bytes_written
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         written
     }
@@ -330,6 +336,7 @@ impl ArchiveMonitor {
             leftovers_removed: i.coverage.removed_tmp,
             rows_written: i.rows_written.load(Ordering::Relaxed),
             files_written: i.files_written.load(Ordering::Relaxed),
+            bytes_written: i.bytes_written.load(Ordering::Relaxed),
             rows_already_archived: i.rows_already.load(Ordering::Relaxed),
             rows_pending: i.rows_pending.load(Ordering::Relaxed),
             rows_abandoned: i.rows_abandoned.load(Ordering::Relaxed),
@@ -379,6 +386,7 @@ impl ArchiveSink {
             rows_pending: AtomicU64::new(0),
             rows_written: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
             rows_already: AtomicU64::new(0),
             rows_abandoned: AtomicU64::new(0),
             error: Mutex::new(None),

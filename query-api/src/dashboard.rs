@@ -1,0 +1,72 @@
+//! `GET /` and its assets: the live dashboard, a plain HTML, CSS and JavaScript page compiled
+//! into the binary (no build step, no outside request), fed by `GET /stream`.
+//!
+//! For work on the page itself, `EMOFLOW_DASHBOARD_DIR=query-api/assets` serves the files from
+//! that folder on every request instead, so a reload shows an edit without a rebuild.
+
+use axum::extract::Path;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// One embedded file: its name under `/assets/`, its type and its bytes.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+const INDEX: Asset = Asset {
+    name: "index.html",
+    content_type: "text/html; charset=utf-8",
+    body: include_str!("../assets/index.html"),
+};
+
+const ASSETS: [Asset; 2] = [
+    Asset {
+        name: "dashboard.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../assets/dashboard.css"),
+    },
+    Asset {
+        name: "dashboard.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/dashboard.js"),
+    },
+];
+
+/// The environment variable naming a folder to serve the page from instead.
+pub const DEV_DIR_VAR: &str = "EMOFLOW_DASHBOARD_DIR";
+
+fn respond(asset: &Asset) -> Response {
+    let body = std::env::var_os(DEV_DIR_VAR)
+        .and_then(|dir| std::fs::read_to_string(std::path::Path::new(&dir).join(asset.name)).ok())
+        .unwrap_or_else(|| asset.body.to_owned());
+    (
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /`: the dashboard.
+pub async fn index() -> Response {
+    respond(&INDEX)
+}
+
+/// `GET /assets/{name}`: the dashboard's stylesheet and script.
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(a) => respond(a),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no asset named {name:?}"),
+            serde_json::Value::Null,
+        )
+        .into_response(),
+    }
+}

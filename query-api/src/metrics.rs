@@ -1,0 +1,258 @@
+//! `GET /metrics`: the service's counters, gauges and histograms in Prometheus text format.
+//!
+//! Each service has its own recorder (no process-wide state), so several services in one
+//! process, as in tests, keep their numbers apart. Numbers the views already hold (accepted,
+//! rejected, positions, lag, archive, subscribers) are read from the newest snapshot and the
+//! probes at scrape time, so a scrape agrees with `GET /stats` at the same `as_of`; what only
+//! happens in a request (HTTP traffic, events produced) is counted as it happens.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::app::AppState;
+
+/// Histogram buckets for every `_seconds` metric: 100 µs to 30 s.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0, 30.0,
+];
+
+/// Requests answered, by method, route and status.
+pub const HTTP_REQUESTS: &str = "emoflow_http_requests_total";
+/// Time to answer a request (to its headers, for streams).
+pub const HTTP_DURATION: &str = "emoflow_http_request_duration_seconds";
+/// Events produced through HTTP ingest and acknowledged by the broker, by route.
+pub const INGEST_EVENTS: &str = "emoflow_http_ingest_events_total";
+/// How long after its newest epoch began (the earliest its newest data can have been read) a
+/// snapshot was published.
+pub const VIEW_LATENCY: &str = "emoflow_view_update_latency_seconds";
+
+/// One service's metrics.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A recorder with every metric described.
+    pub fn new() -> Self {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!("metrics: histogram buckets refused ({e}); summaries instead");
+                PrometheusBuilder::new()
+            }
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { recorder, handle };
+        metrics.record(describe);
+        metrics
+    }
+
+    /// Runs `f` with this service's recorder as the one the `metrics` macros record to.
+    pub fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// The text of a scrape: the newest snapshot's numbers, then everything rendered.
+    pub fn render(&self, app: &AppState) -> String {
+        self.record(|| read_state(app));
+        self.handle.render()
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        "emoflow_events_consumed_total",
+        "Messages the views consumed from each partition, counted by offset (their position: the next offset to read), so offsets the broker dropped unread count too"
+    );
+    describe_counter!(
+        "emoflow_events_accepted_total",
+        "Events accepted into the views (GET /stats total)"
+    );
+    describe_counter!(
+        "emoflow_events_rejected_total",
+        "Messages rejected, by reason (GET /stats rejected)"
+    );
+    describe_counter!(
+        INGEST_EVENTS,
+        "Events produced through HTTP ingest and acknowledged by the broker, by route"
+    );
+    describe_counter!(
+        "emoflow_http_ingest_failures_total",
+        "Ingest requests the broker did not acknowledge in time (nothing more was produced)"
+    );
+    describe_counter!(
+        "emoflow_archive_rows_total",
+        "Events written to the Parquet archive since start"
+    );
+    describe_counter!(
+        "emoflow_archive_bytes_total",
+        Unit::Bytes,
+        "Bytes of Parquet archive files written since start"
+    );
+    describe_counter!(
+        "emoflow_archive_files_total",
+        "Parquet archive files written since start"
+    );
+    describe_gauge!(
+        "emoflow_consumer_lag_messages",
+        "Messages in each partition not yet in the views (high watermark minus position)"
+    );
+    describe_gauge!(
+        "emoflow_snapshot_age_seconds",
+        Unit::Seconds,
+        "Age of the newest snapshot's as_of at scrape time"
+    );
+    describe_histogram!(
+        VIEW_LATENCY,
+        Unit::Seconds,
+        "How long after its newest epoch began (when its newest data could first be read) each snapshot was published"
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route and status"
+    );
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer an HTTP request (to the response's headers for streams), by method, route and status"
+    );
+    describe_gauge!(
+        "emoflow_subscribers_connected",
+        "Live push subscribers connected (SSE and WebSocket)"
+    );
+    describe_gauge!("emoflow_filters", "Filters defined");
+    describe_counter!(
+        "emoflow_events_pushed_total",
+        "Events delivered to live push subscribers"
+    );
+    describe_counter!(
+        "emoflow_slow_clients_dropped_total",
+        "Subscribers cut off because they read too slowly (they may resume)"
+    );
+}
+
+fn non_negative(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Sets every metric the snapshot and the probes hold.
+fn read_state(app: &AppState) {
+    let snap = app.snapshot();
+    let state = &snap.state;
+    counter!("emoflow_events_accepted_total").absolute(non_negative(state.lifetime.total));
+    for (reason, n) in &state.lifetime.rejected {
+        counter!("emoflow_events_rejected_total", "reason" => reason.to_string())
+            .absolute(non_negative(*n));
+    }
+    for (p, position) in &state.positions {
+        counter!("emoflow_events_consumed_total", "partition" => p.to_string())
+            .absolute(non_negative(*position));
+    }
+    for (p, high) in app.health().high_watermarks() {
+        let position = state.positions.get(&p).copied().unwrap_or(0);
+        gauge!("emoflow_consumer_lag_messages", "partition" => p.to_string())
+            .set((high - position).max(0) as f64);
+    }
+    if state.as_of > 0 {
+        let age = now_ms().saturating_sub(state.as_of) as f64 / 1000.0;
+        gauge!("emoflow_snapshot_age_seconds").set(age);
+    }
+    counter!("emoflow_http_ingest_failures_total").absolute(app.produce_failures());
+    if let Some(a) = app.health().archive_report() {
+        counter!("emoflow_archive_rows_total").absolute(a.rows_written);
+        counter!("emoflow_archive_bytes_total").absolute(a.bytes_written);
+        counter!("emoflow_archive_files_total").absolute(a.files_written);
+    }
+    if let Some(filters) = app.filters() {
+        let hub = filters.hub().stats();
+        gauge!("emoflow_subscribers_connected").set(hub.subscribers as f64);
+        counter!("emoflow_events_pushed_total").absolute(hub.delivered);
+        counter!("emoflow_slow_clients_dropped_total").absolute(hub.cut_off);
+        if let Ok(n) = filters.store().count() {
+            gauge!("emoflow_filters").set(n as f64);
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let body = app.metrics().render(&app);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Middleware counting and timing every request by method, matched route and status.
+pub async fn track_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let seconds = started.elapsed().as_secs_f64();
+    app.metrics().record(|| {
+        let labels = [("method", method), ("route", route), ("status", status)];
+        counter!(HTTP_REQUESTS, &labels).increment(1);
+        histogram!(HTTP_DURATION, &labels).record(seconds);
+    });
+    response
+}
+
+/// Records each published snapshot's update latency until the views stop.
+pub async fn watch_view_latency(app: AppState) {
+    let mut rx = app.watch_snapshots();
+    while rx.changed().await.is_ok() {
+        let as_of = rx.borrow_and_update().state.as_of;
+        if as_of == 0 {
+            continue;
+        }
+        // Reads are stamped with the end of their epoch, so the newest data in the snapshot
+        // was read at most one tick before `as_of`.
+        let read_from = as_of.saturating_sub(app.tick().as_millis() as u64);
+        let seconds = now_ms().saturating_sub(read_from) as f64 / 1000.0;
+        app.metrics()
+            .record(|| histogram!(VIEW_LATENCY).record(seconds));
+    }
+}
