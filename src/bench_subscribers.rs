@@ -8,18 +8,17 @@
 //! `rate * users_per_filter / users` events per second.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use emoflow_ingest::kafka::BulkProducer;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 
 use crate::cli::SubscribersBenchArgs;
+use crate::http_client::send;
 use crate::produce::Pacer;
 
 /// Latencies are counted per millisecond up to this; later ones in the last bucket.
@@ -29,25 +28,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// One blocking HTTP/1.1 request; the status and the body.
-fn request(addr: &str, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no HTTP status")?;
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    Ok((status, body))
 }
 
 /// Resident memory of process `pid`, in KiB.
@@ -116,97 +96,34 @@ fn field(json: &str, key: &str) -> Option<i64> {
     rest[..end].parse().ok()
 }
 
-/// Removes HTTP/1.1 chunk framing from `raw` as it arrives.
-#[derive(Default)]
-struct Dechunk {
-    /// Bytes left in the current chunk (`None`: a size line comes next).
-    left: Option<usize>,
-    pending: Vec<u8>,
-}
-
-impl Dechunk {
-    fn feed(&mut self, raw: &[u8], out: &mut Vec<u8>) {
-        self.pending.extend_from_slice(raw);
-        let mut at = 0;
-        loop {
-            match self.left {
-                Some(0) => {
-                    if self.pending.len() < at + 2 {
-                        break;
-                    }
-                    at += 2; // the CRLF after a chunk
-                    self.left = None;
-                }
-                Some(n) => {
-                    let take = n.min(self.pending.len() - at);
-                    if take == 0 {
-                        break;
-                    }
-                    out.extend_from_slice(&self.pending[at..at + take]);
-                    at += take;
-                    self.left = Some(n - take);
-                }
-                None => {
-                    let Some(nl) = self.pending[at..].windows(2).position(|w| w == b"\r\n") else {
-                        break;
-                    };
-                    let size = std::str::from_utf8(&self.pending[at..at + nl]).unwrap_or("0");
-                    self.left = Some(usize::from_str_radix(size.trim(), 16).unwrap_or(0));
-                    at += nl + 2;
-                }
-            }
-        }
-        self.pending.drain(..at);
-    }
-}
-
 /// One subscriber: connects, then counts what arrives until `stop`.
 async fn subscribe(
-    addr: String,
-    filter: String,
+    client: reqwest::Client,
+    url: String,
     tally: Arc<Tally>,
     gate: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Held while connecting: a listen backlog takes only so many handshakes at once.
     let mut permit = gate.acquire().await.ok();
-    let Ok(mut s) = tokio::net::TcpStream::connect(&addr).await else {
-        tally.failed.fetch_add(1, Ordering::Relaxed);
-        return;
+    let response = match client.get(&url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => r,
+        _ => {
+            tally.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
     };
-    let head = format!("GET /filters/{filter}/stream HTTP/1.1\r\nhost: {addr}\r\n\r\n");
-    if s.write_all(head.as_bytes()).await.is_err() {
-        tally.failed.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut text = Vec::new();
+    tally.connected.fetch_add(1, Ordering::Relaxed);
+    permit.take();
+    let mut chunks = response.bytes_stream();
     let mut body = Vec::new();
-    let mut dechunk = Dechunk::default();
-    let mut in_body = false;
     let mut last: BTreeMap<i64, i64> = BTreeMap::new();
     loop {
-        let n = tokio::select! {
-            r = s.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+        let chunk = tokio::select! {
+            c = chunks.next() => match c { Some(Ok(c)) => c, _ => return },
             _ = stop.wait_for(|s| *s) => return,
         };
-        if !in_body {
-            text.extend_from_slice(&buf[..n]);
-            let Some(end) = text.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            if !text.starts_with(b"HTTP/1.1 200") {
-                tally.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            in_body = true;
-            tally.connected.fetch_add(1, Ordering::Relaxed);
-            permit.take();
-            let rest = text.split_off(end + 4);
-            dechunk.feed(&rest, &mut body);
-        } else {
-            dechunk.feed(&buf[..n], &mut body);
-        }
+        body.extend_from_slice(&chunk);
         let now = now_ms();
         let mut used = 0;
         while let Some(end) = body[used..].windows(2).position(|w| w == b"\n\n") {
@@ -255,7 +172,8 @@ fn create_filters(
                             .collect();
                         let body =
                             format!(r#"{{"id":"{}","user_ids":[{}]}}"#, ids[i], users.join(","));
-                        let (status, answer) = request(addr, "POST", "/filters", &body)?;
+                        let (status, answer) =
+                            send(addr, reqwest::Method::POST, "/filters", Some(body))?;
                         if status != 201 {
                             bail!("POST /filters answered {status}: {answer}");
                         }
@@ -329,14 +247,17 @@ pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let gate = Arc::new(Semaphore::new(256));
+    let client = reqwest::Client::builder()
+        .build()
+        .context("cannot build the HTTP client")?;
     println!("connecting {} subscribers", args.subscribers);
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..args.subscribers)
         .map(|s| {
             let filter = ids[s % ids.len()].clone();
             runtime.spawn(subscribe(
-                addr.clone(),
-                filter,
+                client.clone(),
+                format!("http://{addr}/filters/{filter}/stream"),
                 tally.clone(),
                 gate.clone(),
                 stop.clone(),
@@ -455,7 +376,12 @@ pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
         );
     }
     for id in &ids {
-        let _ = request(&addr, "DELETE", &format!("/filters/{id}"), "");
+        let _ = send(
+            &addr,
+            reqwest::Method::DELETE,
+            &format!("/filters/{id}"),
+            None,
+        );
     }
     if missed > 0 || twice > 0 {
         bail!("{missed} deliveries missed and {twice} delivered twice");

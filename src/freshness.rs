@@ -4,8 +4,6 @@
 //! when the total first covered each of them. Needs a running `emoflow serve` on the same
 //! topic.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,30 +13,15 @@ use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::BulkProducer;
 
 use crate::cli::FreshnessArgs;
+use crate::http_client::get;
 use crate::produce::{GeneratedMessages, Pacer};
 
 /// Every how many events a send time is noted.
 const SAMPLE_EVERY: u64 = 100;
 
-/// `GET path` → the response body (plain HTTP/1.1, one connection per request).
-fn get(addr: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot reach {addr}"))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let start = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no HTTP body")?;
-    Ok(out.split_off(start + 4))
-}
-
 /// `GET /stats` → the accepted total.
 fn stats_total(addr: &str) -> anyhow::Result<i64> {
-    let v: serde_json::Value = serde_json::from_slice(&get(addr, "/stats")?)?;
+    let v: serde_json::Value = serde_json::from_str(&get(addr, "/stats")?)?;
     v["total"].as_i64().context("no total in /stats")
 }
 
@@ -49,8 +32,8 @@ fn probe_top(addr: &str, every: Duration, done: &AtomicBool) -> anyhow::Result<V
         let t0 = Instant::now();
         let body = get(addr, "/top")?;
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-        if !body.starts_with(b"{") {
-            bail!("GET /top answered {}", String::from_utf8_lossy(&body));
+        if !body.starts_with('{') {
+            bail!("GET /top answered {body}");
         }
         std::thread::sleep(every);
     }

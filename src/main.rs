@@ -10,6 +10,7 @@ mod bench_subscribers;
 mod cli;
 mod export;
 mod freshness;
+mod http_client;
 mod produce;
 mod query;
 mod replay;

@@ -42,8 +42,19 @@ impl std::hash::Hash for Amount {
 /// A filter's predicates. Each given predicate must hold; a filter with none matches every event.
 /// Lists mean "the event's field is one of these" (an event without the field never matches);
 /// amount bounds are inclusive and need the event to have an amount.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct FilterSpec {
     /// Accepted event types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,9 +70,11 @@ pub struct FilterSpec {
     pub user_ids: Option<Vec<String>>,
     /// Smallest accepted amount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     pub min_amount: Option<Amount>,
     /// Largest accepted amount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     pub max_amount: Option<Amount>,
 }
 
@@ -277,8 +290,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let r: Result<FilterSpec, _> = serde_json::from_str(r#"{"emoij":["x"]}"#);
-        assert!(r.is_err());
+        let fields = serde_json::from_str(r#"{"emoij":["x"]}"#).unwrap();
+        let e = FilterSpec::from_fields(fields).unwrap_err();
+        assert_eq!(e.field, "emoij");
     }
 }
 

@@ -68,7 +68,9 @@ pub enum ViewUpdate {
 }
 
 /// An accepted event as responses show it: SPEC's normalised fields plus where it was read.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct ShownEvent {
     /// Event time, ms since the Unix epoch.
     pub ts: i64,
@@ -88,6 +90,7 @@ pub struct ShownEvent {
     pub tier: Option<String>,
     /// The amount, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>)]
     pub amount: Option<Amount>,
 }
 

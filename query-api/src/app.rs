@@ -11,8 +11,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use emoflow_ingest::kafka::EventProducer;
 use emoflow_ingest::MaxFuture;
 use tokio::net::TcpListener;
@@ -21,16 +20,19 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::dashboard;
+use crate::api_doc::{ApiDoc, Description};
 use crate::error::ApiError;
 use crate::filters::{self, Filters};
-use crate::health::{health, HealthProbe};
-use crate::intake::{post_emoji, post_events};
+use crate::health::{self, HealthProbe};
 use crate::metrics::{self, Metrics};
 use crate::snapshot::Snapshot;
 use crate::views;
 use crate::window::IngestWindow;
+use crate::{api_doc, dashboard, intake};
 use crate::{legacy, live_views, push};
 
 /// Default largest request body, in bytes.
@@ -343,53 +345,72 @@ async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 /// Routes answered at once, which the request timeout applies to.
-fn requests() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/assets/{name}", get(dashboard::asset))
-        .route("/health", get(health))
-        .route("/stats", get(views::stats))
-        .route("/top", get(views::top))
-        .route("/counts", get(views::counts))
-        .route("/rates", get(views::rates))
-        .route("/sessions", get(views::sessions))
-        .route("/sessions/{user_id}", get(views::user_sessions))
-        .route("/dead-letters", get(views::dead_letters))
-        .route("/metrics", get(metrics::metrics))
-        .route("/emoji", post(post_emoji))
-        .route("/events", post(post_events))
-        .route("/register_event", post(post_events))
-        .route("/v1/event", post(post_events))
-        .route("/filters", post(filters::create).get(filters::list))
-        .route("/filters/{id}", get(filters::get).delete(filters::delete))
-        .route("/filters/{id}/matches", get(filters::matches))
-        .route("/register", post(legacy::register))
-        .route("/deregister", delete(legacy::deregister))
-        .route("/clients", get(legacy::clients))
+fn requests() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(dashboard::index))
+        .routes(routes!(dashboard::asset))
+        .routes(routes!(api_doc::docs))
+        .routes(routes!(api_doc::openapi_json))
+        .routes(routes!(health::health))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(views::stats))
+        .routes(routes!(views::top))
+        .routes(routes!(views::counts))
+        .routes(routes!(views::rates))
+        .routes(routes!(views::sessions))
+        .routes(routes!(views::user_sessions))
+        .routes(routes!(views::dead_letters))
+        .routes(routes!(intake::post_emoji))
+        .routes(routes!(intake::post_events))
+        .routes(routes!(intake::post_register_event))
+        .routes(routes!(intake::post_v1_event))
+        .routes(routes!(filters::create, filters::list))
+        .routes(routes!(filters::get, filters::delete))
+        .routes(routes!(filters::matches))
+        .routes(routes!(legacy::register))
+        .routes(routes!(legacy::deregister))
+        .routes(routes!(legacy::clients))
 }
 
 /// Routes that stay open (SSE and WebSocket).
-fn streams() -> Router<AppState> {
-    Router::new()
-        .route("/filters/{id}/stream", get(push::filter_stream))
-        .route("/ws", get(push::ws_filter))
-        .route("/stream", get(live_views::stream))
-        .route("/clients/{client_id}/stream", get(push::client_stream))
-        .route("/v1/ws/events", get(push::ws_events))
+fn streams() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(push::filter_stream))
+        .routes(routes!(push::ws_filter))
+        .routes(routes!(live_views::stream))
+        .routes(routes!(push::client_stream))
+        .routes(routes!(push::ws_events))
+}
+
+/// Every route with its description, before layers: the router and the OpenAPI document are
+/// built from the same `#[utoipa::path]` attributes, so no route answers undescribed.
+pub fn described() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(requests())
+        .merge(streams())
+        .split_for_parts()
 }
 
 /// Every route of the HTTP API, with its layers: tracing, CORS, compression, metrics, JSON
 /// errors, and the timeout for requests that are not streams.
 pub fn router(state: AppState) -> Router {
     let http = state.0.http.clone();
-    requests()
+    let (timed, _) = requests()
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
-        .merge(streams())
+        .split_for_parts();
+    let (open, _) = streams().split_for_parts();
+    let (_, api) = described();
+    let description = Description(Arc::new(
+        serde_json::to_value(&api).unwrap_or(serde_json::Value::Null),
+    ));
+    timed
+        .merge(open)
         // Ingest reads the body itself, to answer 413 in the API's error shape.
         .layer(DefaultBodyLimit::disable())
+        .layer(Extension(description))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(json_errors))

@@ -54,11 +54,26 @@ fn respond(asset: &Asset) -> Response {
 }
 
 /// `GET /`: the dashboard.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    summary = "The live dashboard (HTML, fed by `GET /stream`)",
+    responses((status = 200, description = "The page", body = String, content_type = "text/html"))
+)]
 pub async fn index() -> Response {
     respond(&INDEX)
 }
 
 /// `GET /assets/{name}`: the dashboard's stylesheet and script.
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    tag = "service",
+    summary = "The dashboard's stylesheet and script",
+    params(("name" = String, Path, description = "`dashboard.css` or `dashboard.js`")),
+    responses((status = 200, description = "The file", body = String, content_type = "text/plain"), (status = 404, description = "No such asset", body = crate::api_doc::ErrorBody))
+)]
 pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => respond(a),

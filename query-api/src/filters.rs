@@ -247,6 +247,14 @@ fn take_text(fields: &mut Map<String, Value>, name: &str) -> Result<Option<Strin
 
 /// `POST /filters`: 201 with the filter, once its back-fill is in the views (or after
 /// [`BACKFILL_WAIT`], with `"backfill_done": false`).
+#[utoipa::path(
+    post,
+    path = "/filters",
+    tag = "filters",
+    summary = "Creates a filter, kept in SQLite; it is back-filled over the retained history (the answer waits up to 10 s for that)",
+    request_body(content = crate::api_doc::FilterRequest, content_type = "application/json"),
+    responses((status = 201, description = "Created (`Location` names it)", body = crate::api_doc::FilterDoc), (status = 400, description = "A field is wrong (named in `detail.field`), or `--max-filters` filters exist already", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 409, description = "The id is taken", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn create(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -300,6 +308,13 @@ fn created(filter: &StoredFilter, backfill_done: bool) -> Response {
 }
 
 /// `GET /filters`: every filter, oldest first.
+#[utoipa::path(
+    get,
+    path = "/filters",
+    tag = "filters",
+    summary = "Every filter",
+    responses((status = 200, description = "The filters", body = crate::api_doc::FilterListDoc), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
     let all = filters.store.list().map_err(store_error)?;
@@ -315,6 +330,14 @@ fn find(filters: &Filters, id: &str) -> Result<StoredFilter, ApiError> {
 }
 
 /// `GET /filters/{id}`: the filter, with how many subscribers it has now.
+#[utoipa::path(
+    get,
+    path = "/filters/{id}",
+    tag = "filters",
+    summary = "One filter with its live subscribers",
+    params(("id" = String, Path, description = "The filter")),
+    responses((status = 200, description = "The filter", body = crate::api_doc::FilterDoc), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn get(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -329,6 +352,14 @@ pub async fn get(
 }
 
 /// `DELETE /filters/{id}`: 204; its subscribers are told and disconnected.
+#[utoipa::path(
+    delete,
+    path = "/filters/{id}",
+    tag = "filters",
+    summary = "Deletes a filter; its subscribers get a final `closed`",
+    params(("id" = String, Path, description = "The filter")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn delete(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -352,6 +383,14 @@ pub struct MatchesParams {
 
 /// `GET /filters/{id}/matches`: the count over the retained history, the newest matches, and
 /// whether the back-fill is in.
+#[utoipa::path(
+    get,
+    path = "/filters/{id}/matches",
+    tag = "filters",
+    summary = "A filter's match count within retention and its newest matches",
+    params(("id" = String, Path, description = "The filter"), ("limit" = Option<usize>, Query, description = "How many recent matches (at most 100)")),
+    responses((status = 200, description = "The matches", body = crate::api_doc::MatchesDoc), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn matches(
     State(app): State<AppState>,
     Path(id): Path<String>,

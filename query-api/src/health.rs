@@ -215,6 +215,13 @@ pub fn assess_source(
 }
 
 /// `GET /health`.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    summary = "The source, lag, archive and subscribers; `degraded` with the problems named",
+    responses((status = 200, description = "The service's health", body = crate::api_doc::HealthDoc))
+)]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     Json(health_document(&app))
 }

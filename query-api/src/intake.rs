@@ -298,6 +298,14 @@ fn names_an_emoji(body: &[u8]) -> bool {
 }
 
 /// `POST /emoji`: one `{"user_id", "emoji"}` (or `emoji_type`).
+#[utoipa::path(
+    post,
+    path = "/emoji",
+    tag = "ingest",
+    summary = "One reaction: `{\"user_id\", \"emoji\"}` (or `emoji_type`); 202 once the broker acknowledged it",
+    request_body(content = crate::api_doc::EventInput, content_type = "application/json", description = "One event with an emoji"),
+    responses((status = 202, description = "Produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "The event is invalid (reason and index in `detail`), or the body is empty", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge it: nothing was produced; retry", body = crate::api_doc::ErrorBody))
+)]
 pub async fn post_emoji(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -330,6 +338,14 @@ pub async fn post_emoji(
 }
 
 /// `POST /events` (and its aliases): one event, a JSON array, or NDJSON.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "ingest",
+    summary = "One event, a JSON array of events, or NDJSON; all or nothing: any invalid event gets 400 naming its index, and none is produced",
+    request_body(content((Vec<crate::api_doc::EventInput> = "application/json"), (String = "application/x-ndjson")), description = "One event, an array of events, or one event a line"),
+    responses((status = 202, description = "All produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "An event is invalid (its index and reason in `detail`), or the body is empty; nothing was produced", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "Neither `application/json` nor NDJSON (`application/x-ndjson`)", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge them, or its log is full (with `Retry-After`); `detail.produced` says how many were", body = crate::api_doc::ErrorBody))
+)]
 pub async fn post_events(
     State(app): State<AppState>,
     route: MatchedPath,
@@ -415,4 +431,40 @@ mod tests {
         // Not JSON: left to the decoder, which explains what is wrong.
         assert!(names_an_emoji(b"{nope"));
     }
+}
+
+/// `POST /register_event`: `POST /events` for clients of older systems.
+#[utoipa::path(
+    post,
+    path = "/register_event",
+    tag = "ingest",
+    summary = "The same as `POST /events`, for clients of older systems",
+    request_body(content((Vec<crate::api_doc::EventInput> = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 202, description = "All produced", body = crate::api_doc::AcceptedDoc), (status = "4XX", description = "As `POST /events`", body = crate::api_doc::ErrorBody), (status = 503, description = "As `POST /events`", body = crate::api_doc::ErrorBody))
+)]
+pub async fn post_register_event(
+    state: State<AppState>,
+    route: MatchedPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    post_events(state, route, headers, body).await
+}
+
+/// `POST /v1/event`: `POST /events` for clients of older systems.
+#[utoipa::path(
+    post,
+    path = "/v1/event",
+    tag = "ingest",
+    summary = "The same as `POST /events`, for clients of older systems",
+    request_body(content((Vec<crate::api_doc::EventInput> = "application/json"), (String = "application/x-ndjson"))),
+    responses((status = 202, description = "All produced", body = crate::api_doc::AcceptedDoc), (status = "4XX", description = "As `POST /events`", body = crate::api_doc::ErrorBody), (status = 503, description = "As `POST /events`", body = crate::api_doc::ErrorBody))
+)]
+pub async fn post_v1_event(
+    state: State<AppState>,
+    route: MatchedPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    post_events(state, route, headers, body).await
 }

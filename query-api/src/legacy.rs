@@ -71,6 +71,14 @@ fn client_view(f: &StoredFilter, filters: &Filters) -> Value {
 
 /// `POST /register`: `{"client_id", ...filter fields}` -> 201 (200 when the client was
 /// registered already: its filter is replaced).
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "older API",
+    summary = "Registers a client of the older broadcast API with a filter (its fields at the top level or under `filters`)",
+    request_body(content = crate::api_doc::RegisterRequest, content_type = "application/json"),
+    responses((status = 201, description = "Registered", body = crate::api_doc::ClientDoc), (status = 200, description = "Registered again: its filter replaced", body = crate::api_doc::ClientDoc), (status = 400, description = "A field is wrong (named in `detail.field`)", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn register(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -109,6 +117,14 @@ pub struct DeregisterParams {
 }
 
 /// `DELETE /deregister`: the client from the query (`?client_id=`) or a JSON body.
+#[utoipa::path(
+    delete,
+    path = "/deregister",
+    tag = "older API",
+    summary = "Removes a client (`?client_id=` or a JSON body `{\"client_id\"}`)",
+    params(("client_id" = Option<String>, Query, description = "The client (else in the body)")),
+    responses((status = 200, description = "Removed", body = crate::api_doc::DeregisteredDoc), (status = 400, description = "No client named", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 404, description = "No such client", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn deregister(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -133,6 +149,13 @@ pub async fn deregister(
 }
 
 /// `GET /clients`: the registered clients.
+#[utoipa::path(
+    get,
+    path = "/clients",
+    tag = "older API",
+    summary = "The registered clients",
+    responses((status = 200, description = "The clients", body = crate::api_doc::ClientListDoc), (status = 503, description = "This service has no filters", body = crate::api_doc::ErrorBody))
+)]
 pub async fn clients(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
     let all: Vec<Value> = filters

@@ -6,6 +6,7 @@
 //! to Kafka and answer 202 once the broker acknowledged every event.
 #![forbid(missing_docs)]
 
+pub mod api_doc;
 pub mod app;
 pub mod content;
 pub mod dashboard;

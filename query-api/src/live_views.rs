@@ -102,6 +102,14 @@ fn window_of(app: &AppState, p: &StreamParams) -> Result<Option<i64>, ApiError> 
 }
 
 /// `GET /stream`.
+#[utoipa::path(
+    get,
+    path = "/stream",
+    tag = "push",
+    summary = "The views pushed for dashboards: one message per snapshot, at most every 250 ms",
+    params(("window" = Option<String>, Query, description = "Adds `window`: counts and top of that last stretch of event time (`10s`, `1m`, `10m`)")),
+    responses((status = 200, description = "`text/event-stream`: `retry:` first, then `id:` the `as_of` and `data:` the message; `: heartbeat` after 15 s without a change", body = crate::api_doc::StreamMessageDoc, content_type = "text/event-stream"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn stream(
     State(app): State<AppState>,
     Query(p): Query<StreamParams>,

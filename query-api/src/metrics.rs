@@ -209,6 +209,13 @@ fn read_state(app: &AppState) {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    summary = "Counters, gauges and histograms in Prometheus text format",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     let body = app.metrics().render(&app);
     (

@@ -175,6 +175,14 @@ pub fn sse_response(app: &AppState, sub: Subscription, what: &str) -> Response {
 }
 
 /// `GET /filters/{id}/stream`: SSE of the filter's matches, live (or from `Last-Event-ID`).
+#[utoipa::path(
+    get,
+    path = "/filters/{id}/stream",
+    tag = "push",
+    summary = "A filter's matching events, live over SSE; reconnecting with `Last-Event-ID` resumes with nothing missed and nothing twice",
+    params(("id" = String, Path, description = "The filter"), ("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
+    responses((status = 200, description = "`text/event-stream`: `retry:` first; then one message per matching event (`id:` its resume point, `data:` the event); `event: reset` when the log no longer holds the resume point; `event: closed` with the reason and `resume` when the stream ends; `: heartbeat` after 15 s of silence", body = emoflow_dataflow::update::ShownEvent, content_type = "text/event-stream"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn filter_stream(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -187,6 +195,14 @@ pub async fn filter_stream(
 }
 
 /// `GET /clients/{client_id}/stream`: SSE of a registered client's broadcast.
+#[utoipa::path(
+    get,
+    path = "/clients/{client_id}/stream",
+    tag = "older API",
+    summary = "A registered client's matching events, live over SSE (as `GET /filters/{id}/stream`)",
+    params(("client_id" = String, Path, description = "The client"), ("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
+    responses((status = 200, description = "`text/event-stream`: `retry:` first; then one message per matching event (`id:` its resume point, `data:` the event); `event: reset` when the log no longer holds the resume point; `event: closed` with the reason and `resume` when the stream ends; `: heartbeat` after 15 s of silence", body = emoflow_dataflow::update::ShownEvent, content_type = "text/event-stream"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such client", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn client_stream(
     State(app): State<AppState>,
     Path(client): Path<String>,
@@ -209,6 +225,14 @@ pub async fn client_stream(
 
 /// `GET /ws?filter={id}`: the filter's matches over a WebSocket, one JSON text message per
 /// event (its fields plus `"id"`, the resume point for `?resume=`).
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "push",
+    summary = "A filter's matching events over WebSocket",
+    params(("filter" = String, Query, description = "The filter"), ("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
+    responses((status = 101, description = "WebSocket: one text message per event, `{\"type\": \"event\", \"id\": resume point, \"event\": ...}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` last"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn ws_filter(
     State(app): State<AppState>,
     ws: WebSocketUpgrade,
@@ -227,6 +251,14 @@ pub async fn ws_filter(
 }
 
 /// `GET /v1/ws/events`: every accepted event over a WebSocket, for clients of older systems.
+#[utoipa::path(
+    get,
+    path = "/v1/ws/events",
+    tag = "older API",
+    summary = "Every accepted event over WebSocket",
+    params(("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
+    responses((status = 101, description = "WebSocket: one text message per event, `{\"type\": \"event\", \"id\": resume point, \"event\": ...}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` last"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn ws_events(
     State(app): State<AppState>,
     ws: WebSocketUpgrade,

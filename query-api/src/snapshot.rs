@@ -15,7 +15,7 @@ use tokio::sync::watch;
 pub const RATE_HISTORY_SECS: i64 = 3600;
 
 /// The sessions summary of `GET /sessions`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionsSummary {
     /// Users with at least one retained session.
     pub users: usize,

@@ -18,6 +18,13 @@ use crate::error::{duration_param, ApiError};
 use crate::snapshot::Snapshot;
 
 /// `GET /stats`: lifetime counts, top-K, the newest events.
+#[utoipa::path(
+    get,
+    path = "/stats",
+    tag = "views",
+    summary = "The lifetime views: totals, counts, the ties-aware top-K, the newest events, rejections",
+    responses((status = 200, description = "The lifetime views", body = crate::api_doc::StatsDoc))
+)]
 pub async fn stats(State(app): State<AppState>) -> Json<Value> {
     let snap = app.snapshot();
     let l = &snap.state.lifetime;
@@ -172,6 +179,14 @@ fn ranked_counts<'a, S: AsRef<str> + 'a>(
 
 /// `GET /top?k=3&window=10s` or `?last=5m`: the ties-aware top-K, lifetime, of the newest
 /// tumbling window of that width, or over the last stretch of event time.
+#[utoipa::path(
+    get,
+    path = "/top",
+    tag = "views",
+    summary = "The ties-aware top-K: lifetime, of the newest tumbling window (`window`), or over the last stretch of event time (`last`)",
+    params(("k" = Option<usize>, Query, description = "How many ranks (1..=1000, default 3); ties share a rank, so more may come"), ("window" = Option<String>, Query, description = "A tumbling window width, a multiple of `--window`: `10s`, `1m`"), ("last" = Option<String>, Query, description = "A sliding stretch of event time: `5m`")),
+    responses((status = 200, description = "The ranking", body = crate::api_doc::TopDoc), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn top(
     State(app): State<AppState>,
     Query(p): Query<TopParams>,
@@ -218,6 +233,14 @@ pub struct CountsParams {
 
 /// `GET /counts?window=10s` or `?last=5m`: per-emoji counts, lifetime, per tumbling window
 /// (newest first), or over the last stretch of event time.
+#[utoipa::path(
+    get,
+    path = "/counts",
+    tag = "views",
+    summary = "Per-emoji counts: lifetime, per tumbling window (`window`, newest first), or over the last stretch (`last`)",
+    params(("window" = Option<String>, Query, description = "A tumbling window width, a multiple of `--window`"), ("last" = Option<String>, Query, description = "A sliding stretch of event time")),
+    responses((status = 200, description = "The counts", body = crate::api_doc::CountsDoc), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn counts(
     State(app): State<AppState>,
     Query(p): Query<CountsParams>,
@@ -268,6 +291,14 @@ pub struct RatesParams {
 
 /// `GET /rates?step=1s&last=5m`: accepted events per second over the last `last` of
 /// processing time, in steps of `step` (whole seconds), oldest first.
+#[utoipa::path(
+    get,
+    path = "/rates",
+    tag = "views",
+    summary = "Accepted events per second over the last stretch of processing time, for charts",
+    params(("step" = Option<String>, Query, description = "Whole seconds per point (default 1s)"), ("last" = Option<String>, Query, description = "A multiple of step, at most 3600 steps (default 5m)")),
+    responses((status = 200, description = "The series, oldest first", body = crate::api_doc::RatesDoc), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn rates(
     State(app): State<AppState>,
     Query(p): Query<RatesParams>,
@@ -318,6 +349,13 @@ pub(crate) fn rate_points(snap: &Snapshot, step_s: i64, last_s: i64) -> Vec<Valu
 }
 
 /// `GET /sessions`: the summary over every user's retained sessions.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "views",
+    summary = "The summary of every user's retained sessions",
+    responses((status = 200, description = "The summary", body = crate::api_doc::SessionsDoc))
+)]
 pub async fn sessions(State(app): State<AppState>) -> Json<Value> {
     let snap = app.snapshot();
     let mut v = serde_json::to_value(snap.sessions_summary()).unwrap_or(Value::Null);
@@ -328,6 +366,14 @@ pub async fn sessions(State(app): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /sessions/{user_id}`: one user's sessions, newest first.
+#[utoipa::path(
+    get,
+    path = "/sessions/{user_id}",
+    tag = "views",
+    summary = "One user's retained sessions, newest first",
+    params(("user_id" = String, Path, description = "The user")),
+    responses((status = 200, description = "The sessions", body = crate::api_doc::UserSessionsDoc), (status = 404, description = "The user was never seen", body = crate::api_doc::ErrorBody))
+)]
 pub async fn user_sessions(
     State(app): State<AppState>,
     Path(user_id): Path<String>,
@@ -352,6 +398,14 @@ pub struct LimitParams {
 }
 
 /// `GET /dead-letters?limit=100`: rejected messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/dead-letters",
+    tag = "views",
+    summary = "Rejected messages with their reason, partition and offset, newest first",
+    params(("limit" = Option<usize>, Query, description = "How many (default 100)")),
+    responses((status = 200, description = "The dead letters", body = crate::api_doc::DeadLettersDoc), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody))
+)]
 pub async fn dead_letters(
     State(app): State<AppState>,
     Query(p): Query<LimitParams>,

@@ -1,8 +1,8 @@
 //! Shared parts of the end-to-end tests: a real Kafka-protocol broker (tansu) on a free
-//! loopback port, `emoflow serve` as a child process, and a minimal HTTP client.
+//! loopback port, `emoflow serve` as a child process, and requests through reqwest.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -199,7 +199,7 @@ impl Serve {
     }
 }
 
-/// One HTTP/1.1 request; the answer's status and JSON body (`Null` when not JSON).
+/// One request with reqwest; the answer's status and JSON body (`Null` when not JSON).
 pub fn http(
     addr: &str,
     method: &str,
@@ -207,33 +207,39 @@ pub fn http(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or_default();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
+    let (status, bytes) = http_raw(addr, method, path, body, headers);
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// One request with reqwest; the answer's status and body bytes.
+pub fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    });
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client.request(method, format!("http://{addr}{path}"));
     for (k, v) in headers {
-        req += &format!("{k}: {v}\r\n");
+        request = request.header(*k, *v);
     }
-    req += "\r\n";
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no HTTP header end");
-    let head = String::from_utf8_lossy(&out[..split]);
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("no status");
-    let json = serde_json::from_slice(&out[split + 4..]).unwrap_or(Value::Null);
-    (status, json)
+    if let Some(body) = body {
+        request = request.body(body.to_vec());
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().unwrap().to_vec())
 }
 
 /// Produces `lines` to `topic` with rdkafka: line i to partition i % `partitions` (offset

@@ -1,8 +1,9 @@
-//! A minimal SSE client over a plain TCP socket (HTTP/1.1, chunked), as a browser's
-//! EventSource reads a stream: fields, comments, blank-line dispatch, `id` remembered.
+//! An SSE client on reqwest that reads a stream as a browser's EventSource does: fields,
+//! comments, blank-line dispatch, `id` remembered. A thread reads the body's lines a few ahead
+//! of the reader, so that waiting for the next event can time out without losing anything.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// One dispatched SSE event.
@@ -18,48 +19,42 @@ pub struct SseEvent {
 
 /// An open SSE stream.
 pub struct Sse {
-    r: BufReader<TcpStream>,
-    /// Body bytes read but not yet de-chunked.
-    raw: Vec<u8>,
-    decoded: Vec<u8>,
+    lines: Receiver<String>,
     ended: bool,
     /// The last `id:` seen (what a reconnecting client sends as `Last-Event-ID`).
     pub last_id: Option<String>,
-    /// The raw head of the response.
+    /// The response's status line and headers, for messages.
     pub head: String,
 }
 
 impl Sse {
     /// `GET path` on `addr`, with `Last-Event-ID` when given; the status and the stream.
     pub fn open(addr: &str, path: &str, last_event_id: Option<&str>) -> (u16, Sse) {
-        let mut s = TcpStream::connect(addr).unwrap();
-        let mut req =
-            format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\n");
+        let client = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .unwrap();
+        let mut request = client
+            .get(format!("http://{addr}{path}"))
+            .header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
-            req += &format!("last-event-id: {id}\r\n");
+            request = request.header("last-event-id", id);
         }
-        req += "\r\n";
-        s.write_all(req.as_bytes()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if line == "\r\n" || line.is_empty() {
-                break;
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let head = format!("{:?} {:?}", response.status(), response.headers());
+        // Bounded: a client that reads nothing leaves the stream unread, as a slow one does.
+        let (tx, lines) = std::sync::mpsc::sync_channel(64);
+        std::thread::spawn(move || {
+            for line in BufReader::new(response).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
             }
-            head += &line;
-        }
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        });
         let sse = Sse {
-            r,
-            raw: Vec::new(),
-            decoded: Vec::new(),
+            lines,
             ended: false,
             last_id: last_event_id.map(str::to_owned),
             head,
@@ -67,54 +62,17 @@ impl Sse {
         (status, sse)
     }
 
-    /// Moves the next whole chunk of the body from `raw` to `decoded`, reading from the
-    /// socket as needed; false at the body's end or on timeout (nothing is lost on timeout).
-    fn fill(&mut self) -> bool {
-        loop {
-            if self.ended {
-                return false;
-            }
-            if let Some(h) = self.raw.windows(2).position(|w| w == b"\r\n") {
-                let size = String::from_utf8_lossy(&self.raw[..h]).trim().to_owned();
-                let Ok(n) = usize::from_str_radix(&size, 16) else {
-                    self.ended = true;
-                    return false;
-                };
-                if n == 0 {
-                    self.ended = true;
-                    return false;
-                }
-                if self.raw.len() >= h + 2 + n + 2 {
-                    self.decoded.extend_from_slice(&self.raw[h + 2..h + 2 + n]);
-                    self.raw.drain(..h + 2 + n + 2);
-                    return true;
-                }
-            }
-            let mut buf = [0u8; 65536];
-            match self.r.read(&mut buf) {
-                Ok(0) => {
-                    self.ended = true;
-                    return false;
-                }
-                Ok(k) => self.raw.extend_from_slice(&buf[..k]),
-                Err(_) => return false, // timed out: try again later
-            }
-        }
-    }
-
     fn line(&mut self, deadline: Instant) -> Option<String> {
-        loop {
-            if let Some(i) = self.decoded.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.decoded.drain(..=i).collect();
-                return Some(String::from_utf8_lossy(&line[..i]).into_owned());
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            let _ = self
-                .r
-                .get_ref()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
-            if !self.fill() {
-                return None;
+        if self.ended {
+            return None;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match self.lines.recv_timeout(left) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                None
             }
         }
     }
