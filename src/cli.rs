@@ -1,4 +1,4 @@
-//! The command line (SPEC section 5). Every flag can also be set through an `EMOFLOW_*`
+//! The command line (docs/commands.md). Every flag can also be set through an `EMOFLOW_*`
 //! environment variable.
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ pub const MAX_WINDOWS_KEPT: i64 = 3_600;
 /// Retention is kept in this many buckets of event time: history leaves a bucket at a time.
 pub const RETENTION_BUCKETS: i64 = 64;
 
-/// Parameters of the views (SPEC sections 3 and 5), with SPEC's defaults.
+/// Parameters of the views (docs/views.md and docs/commands.md), with the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ViewConfig {
     /// K of the ties-aware top-K, in 1..=1000.

@@ -1,4 +1,4 @@
-//! Lifetime counts (SPEC section 3): **total** = |E|; **counts**: for each emoji e,
+//! Lifetime counts (docs/views.md): **total** = |E|; **counts**: for each emoji e,
 //! |{x in E : x.emoji = e}|; **event_types**: the same per `event_type`; and the rejected
 //! inputs per reason. E is every accepted event ever read: lifetime counts never forget, so
 //! retention does not apply to them.

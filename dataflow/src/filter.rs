@@ -1,4 +1,4 @@
-//! Filter matches (SPEC section 3): a filter has optional predicates `event_types`, `emojis`,
+//! Filter matches (docs/views.md): a filter has optional predicates `event_types`, `emojis`,
 //! `tiers`, `user_ids` (each a list: the event's field must be one of them), `min_amount`,
 //! `max_amount` (inclusive; the event must have an amount). An event matches when every given
 //! predicate holds; a filter with no predicate matches every event. A filter's count is its

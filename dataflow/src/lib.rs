@@ -1,7 +1,7 @@
-//! The timely/differential dataflow that maintains emoflow's views (SPEC section 3) exactly and
+//! The timely/differential dataflow that maintains emoflow's views (docs/views.md) exactly and
 //! incrementally on any number of workers, and the consistent snapshots read from it.
 //!
-//! - [`views::build_views`] builds the dataflow; one module per view, each with its SPEC
+//! - [`views::build_views`] builds the dataflow; one module per view, each with its
 //!   definition and its oracle test: [`counts`], [`windows`], [`topk`], [`sessions`], [`filter`]
 //!   (sessions and filter matches are kept over the retained history by [`retained`], which
 //!   keeps no event).

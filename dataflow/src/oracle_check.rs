@@ -1,7 +1,7 @@
 //! Test support: runs the whole dataflow over seeded, shuffled events on 1 to 3 workers, each
 //! reading part of the input, with small dataflow times, and compares one view's part of the
-//! document with the oracle's (`emoflow_fixtures::expected`, a naive computation of SPEC
-//! section 3). Each view's module checks its own part with it, beside its code;
+//! document with the oracle's (`emoflow_fixtures::expected`, a naive computation of the definitions
+//! in docs/views.md). Each view's module checks its own part with it, beside its code;
 //! `tests/views_vs_oracle.rs` checks them all over random inputs.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.
 

@@ -1,4 +1,4 @@
-//! The views over the retained history (SPEC section 3): per-user sessions and filter matches.
+//! The views over the retained history (docs/views.md): per-user sessions and filter matches.
 //!
 //! Nothing here keeps an event. Each worker holds, for the users it owns, their sessions as
 //! intervals (with the pieces retention evicts, see [`crate::sessions`]); and, for the filters
@@ -11,7 +11,7 @@
 //! retained history while its bucket ends after the horizon. When a bucket leaves, its events
 //! leave the sessions (the first session of a user shrinks to start at its next event, or
 //! leaves) and the filter counts. An event that arrives with its bucket already gone joins
-//! nothing. So the views equal SPEC's definitions over exactly the events whose bucket ends
+//! nothing. So the views equal the definitions of docs/views.md over exactly the events whose bucket ends
 //! after the final horizon, whatever the arrival order: lifetime counts and windows never
 //! depend on it.
 //!

@@ -1,4 +1,4 @@
-//! Per-user sessions (SPEC section 3): a user's events sorted by time, split wherever two
+//! Per-user sessions (docs/views.md): a user's events sorted by time, split wherever two
 //! consecutive events lie more than the gap apart.
 //!
 //! [`UserSessions`] keeps one user's sessions as intervals, and updates them in O(log n) per

@@ -69,7 +69,7 @@ fn set_value<K: Ord + Clone, V: Clone + PartialEq>(
     }
 }
 
-/// The lifetime counters (SPEC section 3), kept persistent so that publishing them at every
+/// The lifetime counters (docs/views.md), kept persistent so that publishing them at every
 /// dataflow time costs what changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LifetimeCounts {

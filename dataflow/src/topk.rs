@@ -1,4 +1,4 @@
-//! Ties-aware top-K (SPEC section 3): every emoji whose rank is at most K, where rank is one
+//! Ties-aware top-K (docs/views.md): every emoji whose rank is at most K, where rank is one
 //! more than the number of emojis with a strictly greater count (SQL `RANK()`).
 //!
 //! Computed in two stages so that no single worker holds every emoji: first the ties-aware

@@ -67,7 +67,7 @@ pub enum ViewUpdate {
     Backfilled(FilterKey, ShownEvent),
 }
 
-/// An accepted event as responses show it: SPEC's normalised fields plus where it was read.
+/// An accepted event as responses show it: the normalised fields of docs/events.md plus where it was read.
 #[derive(
     Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
 )]
@@ -130,7 +130,7 @@ pub struct DeadLetterRecord {
     pub partition: i32,
     /// Kafka offset.
     pub offset: i64,
-    /// The rejection reason's name (SPEC section 2).
+    /// The rejection reason's name (docs/events.md).
     pub reason: String,
     /// What exactly was wrong.
     pub detail: String,

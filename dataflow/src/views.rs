@@ -1,4 +1,4 @@
-//! The whole dataflow: every view of SPEC section 3, from the inputs one worker feeds to one
+//! The whole dataflow: every view of docs/views.md, from the inputs one worker feeds to one
 //! collection of [`ViewUpdate`]s. One module per view: [`crate::counts`], [`crate::windows`],
 //! [`crate::topk`], [`crate::sessions`] and [`crate::filter`] (both kept over the retained
 //! history by [`crate::retained`]).

@@ -1,4 +1,4 @@
-//! Windowed counts (SPEC section 3): counts per tumbling event-time window, of which the views
+//! Windowed counts (docs/views.md): counts per tumbling event-time window, of which the views
 //! show the [`WINDOWS_SHOWN`] newest windows that hold events, and HTTP regroups those of the
 //! last hour into wider windows.
 //!

@@ -1,4 +1,4 @@
-//! The dataflow's views equal the oracle's (a naive computation of SPEC section 3) over random
+//! The dataflow's views equal the oracle's (a naive computation of docs/views.md) over random
 //! event sets: for 1, 2 and 3 workers, shuffled arrival orders, many small dataflow times,
 //! filters added and removed mid-stream, and retention horizons that evict part of the history.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail by panicking.

@@ -1,4 +1,4 @@
-//! The Parquet archive's layout (SPEC section 6), shared by its writer and its readers: the one
+//! The Parquet archive's layout (docs/archive.md), shared by its writer and its readers: the one
 //! Arrow schema of every file, the Hive-style hour directories, and file names that say which
 //! Kafka log, partition and offset range a file holds.
 //!

@@ -228,7 +228,7 @@ impl<'a> Fields<'a> {
 }
 
 /// An event's fields once their types are known (from JSON, or from the typed columns of a
-/// Parquet file), before the rules of SPEC section 2 are checked. `None` means absent.
+/// Parquet file), before the rules of docs/events.md are checked. `None` means absent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventParts<'a> {
     /// `user_id`.
@@ -246,7 +246,7 @@ pub struct EventParts<'a> {
 }
 
 impl<'a> EventParts<'a> {
-    /// Checks every rule of SPEC section 2 that does not depend on the encoding: required
+    /// Checks every rule of docs/events.md that does not depend on the encoding: required
     /// fields, byte limits, empty strings, control characters, a finite amount, the time range.
     pub fn validate(self) -> Result<Event<'a>, Rejection> {
         let user_id = required(

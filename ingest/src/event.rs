@@ -1,4 +1,4 @@
-//! The event of SPEC section 2, after validation.
+//! The event of docs/events.md, after validation.
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! Where emoflow's events come from: decoding and validating them (SPEC section 2), explaining
+//! Where emoflow's events come from: decoding and validating them (docs/events.md), explaining
 //! every rejection, reading NDJSON files fast, and generating seeded synthetic streams.
 //!
 //! Nothing here knows about the dataflow: sources hand out [`Event`]s (borrowed from their

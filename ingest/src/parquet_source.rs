@@ -51,7 +51,7 @@ struct Columns {
     ts: usize,
 }
 
-/// Column names read, canonical name first, then the input aliases of SPEC section 2.
+/// Column names read, canonical name first, then the input aliases of docs/events.md.
 const NAMES: [&[&str]; 8] = [
     &["user_id"],
     &["ts", "timestamp"],

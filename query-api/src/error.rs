@@ -1,4 +1,4 @@
-//! Errors as SPEC section 4 shapes them: a status and `{"error": "...", "detail": ...}`.
+//! Errors as docs/http-api.md shapes them: a status and `{"error": "...", "detail": ...}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

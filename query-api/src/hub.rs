@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, Semaphore};
 pub struct Entry {
     /// The event.
     pub event: ShownEvent,
-    /// `event` as JSON, the fields of SPEC section 2 plus `partition` and `offset`.
+    /// `event` as JSON, the fields of docs/events.md plus `partition` and `offset`.
     pub json: Box<str>,
 }
 

@@ -42,7 +42,7 @@ fn invalid(index: usize, rejection: &Rejection) -> ApiError {
     )
 }
 
-/// What an event must satisfy beyond SPEC's rules, for one request.
+/// What an event must satisfy beyond the rules of docs/events.md, for one request.
 #[derive(Debug, Clone, Copy)]
 struct Check {
     /// The server's clock: fills a missing `ts`, and bounds how far ahead one may lie.

@@ -1,4 +1,4 @@
-//! How users reach emoflow's views: the HTTP API of SPEC section 4.
+//! How users reach emoflow's views: the HTTP API of docs/http-api.md.
 //!
 //! The dataflow's collector publishes an immutable [`snapshot::Snapshot`] at every new
 //! `as_of`; read routes answer from the newest one without waiting for anything, so every

@@ -1,4 +1,4 @@
-//! The Parquet archive sink (SPEC section 6): every accepted event on disk exactly once, in
+//! The Parquet archive sink (docs/archive.md): every accepted event on disk exactly once, in
 //! Hive-style hour directories, written while the views run.
 //!
 //! The worker that reads a partition also archives it: each accepted event goes into that
