@@ -15,7 +15,8 @@ const SUMMARY_EVERY_MS = 30000; // screen-reader summary: calm, not on every mes
 const STALE_AFTER_MS = 5000; // the service calls views older than this degraded too
 const PALETTE = ['🔥', '❤️', '😂', '👍', '🎉', '😮', '👏', '🚀'];
 const STORE = { token: 'emoflow.token', user: 'emoflow.user', window: 'emoflow.window', watch: 'emoflow.watch' };
-const WINDOWS = ['10s', '1m', '10m', 'lifetime'];
+const WINDOW_NAMES = { '10s': '10 s', '1m': '1 min', '10m': '10 min', lifetime: 'lifetime' };
+const WINDOWS = Object.keys(WINDOW_NAMES);
 
 const state = {
   window: 'lifetime',
@@ -25,6 +26,7 @@ const state = {
   last: null, // the newest message
   rates: new Map(), // start_ms → events per second
   showAll: false,
+  windowNote: '', // why the page fell back to lifetime, if it had to
   summaryAt: 0,
   feed: null, // { id, source, keys, received }
   shown: {}, // what each part last drew, to skip redraws that change nothing
@@ -190,9 +192,9 @@ async function explainRefusal() {
   if (state.window === 'lifetime') return;
   const r = await api('GET', `/counts?last=${encodeURIComponent(state.window)}`);
   if (r.ok || r.status !== 400) return;
-  const info = $('window-info');
-  info.textContent = `This window is not available: ${r.error}`;
-  selectWindow('lifetime', false);
+  const asked = state.window;
+  selectWindow('lifetime', false); // the retry already scheduled opens the lifetime stream
+  state.windowNote = ` (the ${asked} window is not available here: ${r.error})`;
 }
 
 function onUpdate(msg) {
@@ -291,8 +293,8 @@ function renderRates() {
   const pad = { l: 44, r: 10, t: 10, b: 22 };
   const end = pts.length ? pts[pts.length - 1][0] : Date.now();
   const start = end - RATE_SPAN_MS + 1000;
-  const peak = Math.max(1, ...pts.map((p) => p[1]));
-  const top = niceCeil(peak);
+  const peak = Math.max(0, ...pts.map((p) => p[1]));
+  const top = niceCeil(Math.max(10, peak)); // an idle service gets a 0–10 scale, not 0–1
   const x = (t) => pad.l + ((t - start) / (end - start)) * (w - pad.l - pad.r);
   const y = (v) => ht - pad.b - (v / top) * (ht - pad.t - pad.b);
   const parts = [];
@@ -307,20 +309,21 @@ function renderRates() {
     const anchor = m === 5 ? 'start' : m === 0 ? 'end' : 'middle';
     parts.push(svg('text', { className: 'axis', x: x(end - m * 60000), y: ht - 4, 'text-anchor': anchor, text: label }));
   }
-  if (pts.length > 1) {
+  if (peak > 0) {
     const line = pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' L');
     const first = x(pts[0][0]).toFixed(1);
     const last = x(end).toFixed(1);
     parts.push(svg('path', { className: 'area', d: `M${first},${y(0)} L${line} L${last},${y(0)} Z` }));
     parts.push(svg('path', { className: 'line', d: `M${line}` }));
   } else {
-    parts.push(svg('text', { className: 'nodata', x: w / 2, y: ht / 2, 'text-anchor': 'middle', text: 'No events yet' }));
+    const quiet = state.last && state.last.total > 0 ? 'No events in the last 5 minutes' : 'No events yet';
+    parts.push(svg('text', { className: 'nodata', x: (w + pad.l) / 2, y: ht * 0.38, 'text-anchor': 'middle', text: quiet }));
   }
   box.replaceChildren(svg('svg', { viewBox: `0 0 ${w} ${ht}`, 'aria-hidden': 'true', focusable: 'false' }, parts));
   const now = pts.length ? pts[pts.length - 1][1] : 0;
   const mean = pts.length ? pts.reduce((s, p) => s + p[1], 0) / pts.length : 0;
   box.setAttribute('aria-label', `Events per second over the last 5 minutes: now ${num(now)}, peak ${num(peak)}.`);
-  $('rate-meta').textContent = pts.length ? `peak ${num(peak)}/s · mean ${dec(mean)}/s` : '';
+  $('rate-meta').textContent = peak > 0 ? `peak ${num(peak)}/s · mean ${dec(mean)}/s` : '';
 }
 
 // ---------------------------------------------------------------- counts and top, per window
@@ -328,8 +331,8 @@ function renderRates() {
 function selectWindow(value, reconnect = true) {
   if (!WINDOWS.includes(value)) value = 'lifetime';
   state.window = value;
+  state.windowNote = '';
   $(`win-${value}`).checked = true;
-  for (const id of ['window-info', 'top', 'counts']) $(id).dataset.window = value;
   store(STORE.window, value === 'lifetime' ? null : value);
   state.shown.top = state.shown.counts = undefined;
   if (reconnect) connect();
@@ -345,10 +348,13 @@ function windowOf(msg) {
 
 function renderWindow(msg) {
   const win = windowOf(msg);
+  // Which window the numbers shown are of (set here, not on the click: until the new stream's
+  // first message the old numbers stay).
+  for (const id of ['window-info', 'top', 'counts']) $(id).dataset.window = state.window;
   const info = $('window-info');
-  if (state.window === 'lifetime') info.textContent = `Every event since the start: ${num(win.total)}`;
+  if (state.window === 'lifetime') info.textContent = `Every event since the start: ${num(win.total)}${state.windowNote}`;
   else if (win.empty) info.textContent = 'No events in this window yet.';
-  else info.textContent = `Last ${state.window.replace(/(\d+)/, '$1 ')} of event time, ${clock(win.start_ms)} to ${clock(win.end_ms)}: ${num(win.total)} events`;
+  else info.textContent = `Event time ${clock(win.start_ms)} to ${clock(win.end_ms)} (last ${WINDOW_NAMES[state.window]}): ${num(win.total)} events`;
   renderTop(win.top, win.total);
   renderBars(win.counts);
   $('counts').dataset.asOf = msg.as_of;
@@ -426,9 +432,11 @@ function renderSessions(s) {
   $('s-users').textContent = num(s.users);
   $('s-sessions').textContent = num(s.sessions);
   $('s-active').textContent = num(s.active);
-  $('s-duration').textContent = duration(s.mean_duration_ms);
-  $('s-events').textContent = dec(s.mean_events);
-  $('s-rate').textContent = Number.isFinite(s.mean_rate_per_min) ? `${dec(s.mean_rate_per_min)}/min` : '—';
+  // Means over no session are not 0: say there is nothing to average.
+  const any = s.sessions > 0;
+  $('s-duration').textContent = any ? duration(s.mean_duration_ms) : '—';
+  $('s-events').textContent = any ? dec(s.mean_events) : '—';
+  $('s-rate').textContent = any ? `${dec(s.mean_rate_per_min)}/min` : '—';
 }
 
 function renderDeadLetters(msg) {
@@ -441,8 +449,8 @@ function renderDeadLetters(msg) {
   $('dead-items').replaceChildren(...dead.items.map((d) =>
     h('li', { 'data-partition': d.partition, 'data-offset': d.offset },
       h('div', { className: 'head' }, h('span', { text: d.reason }), h('span', { className: 'where', text: `p${d.partition} · ${d.offset}` })),
-      d.detail ? h('p', { className: 'detail', text: d.detail }) : null,
-      h('code', { text: String(d.payload ?? '').slice(0, 300) }))));
+      d.detail ? h('p', { className: 'detail', title: d.detail, text: d.detail }) : null,
+      h('code', { title: String(d.payload ?? ''), text: String(d.payload ?? '').slice(0, 300) }))));
   $('dead-empty').hidden = dead.items.length > 0;
   $('dead-empty').textContent = dead.total > 0 ? 'None kept (older than the retention).' : 'Nothing rejected so far.';
   $('dead-newest').hidden = dead.items.length === 0;
@@ -591,7 +599,9 @@ async function createFilter(ev) {
     feedback('filter-feedback', 'error', r.error);
     return;
   }
-  feedback('filter-feedback', 'ok', `Created filter ${r.data.id}; its matches appear live`);
+  // The service answers after at most 10 s even when the back-fill of the history goes on.
+  const backfill = r.data.backfill_done === false ? '; its count of past matches is still being filled in' : '';
+  feedback('filter-feedback', 'ok', `Created filter ${r.data.id}; new matches appear live${backfill}`);
   $('filter-form').reset();
   watchFilter(r.data.id);
   await loadFilters();
