@@ -188,3 +188,58 @@ fn errors_are_json_and_say_what_to_send() {
     );
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// A log written to a file carries no colour codes, and a clean stop (SIGTERM) of `demo`, with
+/// its load and a live stream open, logs no ERROR: the broker's clients stop before it does.
+#[test]
+fn a_clean_stop_logs_no_error_and_no_colour() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = support::temp_dir("clean-stop");
+    let log_path = dir.join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emoflow"))
+        .args([
+            "demo",
+            "--rate",
+            "500",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo ended before listening").unwrap();
+        if let Some(rest) = line.split("serving http://").nth(1) {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let (_, mut stream) = support::sse::Sse::open(&addr, "/stream", None);
+    assert!(
+        stream.next(Duration::from_secs(10)).is_some(),
+        "/stream sends"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "demo stops cleanly on SIGTERM: {status}");
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("stopped"), "the log was written: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes in a file:\n{text}"
+    );
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "a clean stop logs no ERROR: {errors:#?}");
+}
