@@ -243,3 +243,63 @@ fn a_clean_stop_logs_no_error_and_no_colour() {
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(errors.is_empty(), "a clean stop logs no ERROR: {errors:#?}");
 }
+
+/// Browsers on the origins given to `--cors-origin` may call the API (a preflight included);
+/// others, and everyone by default, get no CORS headers; a value that is no origin stops
+/// `serve` with a clear error.
+#[test]
+fn cors_allows_only_the_origins_given() {
+    let allowed = "https://show.example";
+    let serve = Serve::start(&["--workers", "1", "--no-archive", "--cors-origin", allowed]);
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://{}/stats", serve.addr);
+    let allow_origin = |origin: &str| {
+        let r = client.get(&url).header("origin", origin).send().unwrap();
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(allow_origin(allowed).as_deref(), Some(allowed));
+    assert_eq!(allow_origin("https://elsewhere.example"), None);
+    let preflight = client
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("http://{}/events", serve.addr),
+        )
+        .header("origin", allowed)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
+        .send()
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let methods = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+
+    let plain = Serve::start(&["--workers", "1", "--no-archive"]);
+    let r = client
+        .get(format!("http://{}/stats", plain.addr))
+        .header("origin", allowed)
+        .send()
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_emoflow"))
+        .args([
+            "serve",
+            "--cors-origin",
+            "show.example",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("--cors-origin"), "{stderr}");
+}

@@ -9,11 +9,10 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Label, Unit,
 };
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -228,23 +227,80 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Middleware counting and timing every request by method, matched route and status.
-pub async fn track_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let seconds = started.elapsed().as_secs_f64();
-    app.metrics().record(|| {
-        let labels = [("method", method), ("route", route), ("status", status)];
-        counter!(HTTP_REQUESTS, &labels).increment(1);
-        histogram!(HTTP_DURATION, &labels).record(seconds);
-    });
-    response
+/// A request being timed, with the labels it will be counted under.
+pub struct RequestTimer {
+    method: Label,
+    route: Label,
+    started: Instant,
+}
+
+/// The label value of a method, without allocating for the usual ones.
+fn method_label(method: &Method) -> Label {
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => return Label::new("method", method.as_str().to_owned()),
+    };
+    Label::from_static_parts("method", name)
+}
+
+/// The label value of a status, without allocating for the ones this API answers.
+fn status_label(status: StatusCode) -> Label {
+    const KNOWN: [(u16, &str); 17] = [
+        (101, "101"),
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (415, "415"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    match KNOWN.iter().find(|(code, _)| *code == status.as_u16()) {
+        Some((_, text)) => Label::from_static_parts("status", text),
+        None => Label::new("status", status.as_u16().to_string()),
+    }
+}
+
+impl RequestTimer {
+    /// Starts timing `request`, labelled by its method and matched route.
+    pub fn start(request: &Request) -> Self {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(Label::from_static_parts("route", "unmatched"), |m| {
+                Label::new("route", m.as_str().to_owned())
+            });
+        RequestTimer {
+            method: method_label(request.method()),
+            route,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts the request and records its duration, by method, route and `status`.
+    pub fn finish(self, app: &AppState, status: StatusCode) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let labels = [self.method, self.route, status_label(status)];
+        app.metrics().record(|| {
+            counter!(HTTP_REQUESTS, labels.iter()).increment(1);
+            histogram!(HTTP_DURATION, labels.iter()).record(seconds);
+        });
+    }
 }
 
 /// Records each published snapshot's update latency until the views stop.
