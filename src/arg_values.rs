@@ -31,6 +31,33 @@ pub fn duration_ms(s: &str) -> Result<i64, String> {
     i64::try_from(d.as_millis()).map_err(|_| format!("{s:?} is too long"))
 }
 
+/// A browser origin for `--cors-origin`: `http(s)://host[:port]` with no path, or `*`.
+pub fn origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    if s == "*" {
+        return Ok(s.to_owned());
+    }
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or_else(|| format!("{s:?} is not an origin: it must start with http:// or https://"))?;
+    let host = rest.split(':').next().unwrap_or("");
+    let port_ok = rest
+        .split_once(':')
+        .is_none_or(|(_, port)| port.parse::<u16>().is_ok());
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.[]".contains(&b));
+    if host_ok && port_ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an origin such as https://show.example.com or http://localhost:3000 (scheme, host and port only)"
+        ))
+    }
+}
+
 /// A duration of at least one millisecond, in ms.
 pub fn positive_duration_ms(s: &str) -> Result<i64, String> {
     match duration_ms(s)? {
@@ -49,6 +76,26 @@ pub fn time_ms(s: &str) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        assert_eq!(
+            origin("https://show.example/").unwrap(),
+            "https://show.example"
+        );
+        assert!(origin("http://localhost:3000").is_ok());
+        assert!(origin("*").is_ok());
+        for bad in [
+            "show.example",
+            "https://",
+            "https://a.example/path",
+            "http://a:x",
+            "ftp://a",
+        ] {
+            assert!(origin(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -248,6 +248,7 @@ pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
         .build()?;
     let gate = Arc::new(Semaphore::new(256));
     let client = reqwest::Client::builder()
+        .no_proxy()
         .build()
         .context("cannot build the HTTP client")?;
     println!("connecting {} subscribers", args.subscribers);

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use emoflow_dataflow::ViewConfig;
 use emoflow_ingest::kafka::OffsetSpec;
 
-use crate::arg_values::{duration_ms, positive_duration_ms, time_ms, whole};
+use crate::arg_values::{duration_ms, origin, positive_duration_ms, time_ms, whole};
 
 /// Most worker threads: far beyond any machine's cores, low enough to catch a typo.
 const MAX_WORKERS: u64 = 1024;
@@ -136,11 +136,12 @@ pub struct HttpArgs {
     #[arg(
         long = "cors-origin",
         value_delimiter = ',',
+        value_parser = origin,
         env = "EMOFLOW_CORS_ORIGIN"
     )]
     pub cors_origins: Vec<String>,
-    /// How long a request may take before it is answered 408; streams (SSE, WebSocket) are
-    /// exempt.
+    /// How long a read request may take before it is answered 408. Streams (SSE, WebSocket)
+    /// are exempt, and so are writes, which bound their own waits (`--produce-timeout`).
     #[arg(long, default_value = "30s", value_parser = positive_duration_ms, env = "EMOFLOW_REQUEST_TIMEOUT")]
     pub request_timeout: i64,
 }

@@ -14,6 +14,7 @@ pub fn client() -> anyhow::Result<&'static Client> {
         return Ok(c);
     }
     let built = Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()
         .context("cannot build the HTTP client")?;

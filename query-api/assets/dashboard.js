@@ -107,13 +107,13 @@ function feedback(id, kind, text) {
 
 function store(key, value) {
   try {
-    if (value) localStorage.setItem(key, value);
-    else localStorage.removeItem(key);
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
   } catch { /* private mode: the page works without remembering */ }
 }
 
 function recall(key) {
-  try { return localStorage.getItem(key); } catch { return null; }
+  try { return sessionStorage.getItem(key); } catch { return null; }
 }
 
 // ---------------------------------------------------------------- API calls

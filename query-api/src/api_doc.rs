@@ -432,7 +432,11 @@ const DOCS_PAGE: &str = include_str!("../assets/docs.html");
     responses((status = 200, description = "An HTML page browsing the description", content_type = "text/html")))]
 pub async fn docs() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
         DOCS_PAGE,
     )
         .into_response()

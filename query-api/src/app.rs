@@ -357,7 +357,7 @@ async fn json_errors(response: Response) -> Response {
 }
 
 /// Routes answered at once, which the request timeout applies to.
-fn requests() -> OpenApiRouter<AppState> {
+fn reads() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(dashboard::index))
         .routes(routes!(dashboard::asset))
@@ -372,16 +372,25 @@ fn requests() -> OpenApiRouter<AppState> {
         .routes(routes!(views::sessions))
         .routes(routes!(views::user_sessions))
         .routes(routes!(views::dead_letters))
+        .routes(routes!(filters::list))
+        .routes(routes!(filters::get))
+        .routes(routes!(filters::matches))
+        .routes(routes!(legacy::clients))
+}
+
+/// Routes that change something and bound their own waits (`--produce-timeout` for the
+/// broker, 10 s for a filter's back-fill): a request timeout there could answer 408 for work
+/// already done, which a retry would then do twice.
+fn writes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(intake::post_emoji))
         .routes(routes!(intake::post_events))
         .routes(routes!(intake::post_register_event))
         .routes(routes!(intake::post_v1_event))
-        .routes(routes!(filters::create, filters::list))
-        .routes(routes!(filters::get, filters::delete))
-        .routes(routes!(filters::matches))
+        .routes(routes!(filters::create))
+        .routes(routes!(filters::delete))
         .routes(routes!(legacy::register))
         .routes(routes!(legacy::deregister))
-        .routes(routes!(legacy::clients))
 }
 
 /// Routes that stay open (SSE and WebSocket).
@@ -398,22 +407,23 @@ fn streams() -> OpenApiRouter<AppState> {
 /// built from the same `#[utoipa::path]` attributes, so no route answers undescribed.
 pub fn described() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(requests())
+        .merge(reads())
+        .merge(writes())
         .merge(streams())
         .split_for_parts()
 }
 
 /// Every route of the HTTP API, with its layers: tracing, CORS, compression, metrics, JSON
-/// errors, and the timeout for requests that are not streams.
+/// errors, and the timeout for the read routes.
 pub fn router(state: AppState) -> Router {
     let http = state.0.http.clone();
-    let (timed, _) = requests()
+    let (timed, _) = reads()
         .route_layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             http.request_timeout,
         ))
         .split_for_parts();
-    let (open, _) = streams().split_for_parts();
+    let (open, _) = writes().merge(streams()).split_for_parts();
     let (_, api) = described();
     let description = Description(Arc::new(
         serde_json::to_value(&api).unwrap_or(serde_json::Value::Null),
@@ -442,6 +452,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tokio::spawn(metrics::watch_view_latency(state.clone()));
+    tokio::spawn(metrics::upkeep(state.clone()));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -76,7 +76,7 @@ pub fn framing(headers: &HeaderMap, accepts: Accepts) -> Result<Framing, ApiErro
     })
 }
 
-/// The 400 for a body with nothing in it, the same on every route that reads one.
+/// The 400 for a body with nothing in it, the same on every ingest route.
 pub fn empty_body() -> ApiError {
     ApiError::bad_request(
         "the body is empty: send one JSON event, a JSON array of events, or NDJSON (one event a line); nothing was produced",

@@ -36,6 +36,10 @@ const ASSETS: [Asset; 2] = [
     },
 ];
 
+/// What the pages may load: only this service, and no framing by another site.
+pub const PAGE_POLICY: &str =
+    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// The environment variable naming a folder to serve the page from instead.
 pub const DEV_DIR_VAR: &str = "EMOFLOW_DASHBOARD_DIR";
 
@@ -47,6 +51,10 @@ fn respond(asset: &Asset) -> Response {
         [
             (header::CONTENT_TYPE, asset.content_type),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            // The page's buttons write with the user's token: no other site may frame it.
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
         ],
         body,
     )

@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::snapshot::Snapshot;
 
 /// How often the watermarks are read.
 pub const WATERMARK_INTERVAL: Duration = Duration::from_millis(500);
@@ -223,12 +224,12 @@ pub fn assess_source(
     responses((status = 200, description = "The service's health", body = crate::api_doc::HealthDoc))
 )]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
-    Json(health_document(&app))
+    Json(health_document(&app, &app.snapshot()))
 }
 
-/// The document of `GET /health` (also part of every `GET /stream` message).
-pub fn health_document(app: &AppState) -> Value {
-    let snap = app.snapshot();
+/// The document of `GET /health` for `snap` (also part of every `GET /stream` message, and
+/// where `/metrics` reads lag from, so all three agree).
+pub fn health_document(app: &AppState, snap: &Snapshot) -> Value {
     let probe = app.health();
     let positions = &snap.state.positions;
     let readers = probe
@@ -286,7 +287,7 @@ pub fn health_document(app: &AppState) -> Value {
             ranges.join(", ")
         ));
     }
-    let archive = probe.archive.as_ref().map(ArchiveMonitor::report);
+    let archive = probe.archive_report();
     if let Some(a) = &archive {
         if let Some(e) = &a.error {
             problems.push(format!(

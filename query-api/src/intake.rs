@@ -2,6 +2,7 @@
 //! validated whole before anything is produced (all or nothing); 202 comes only once the broker
 //! acknowledged every event.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{to_bytes, Body};
@@ -17,6 +18,7 @@ use crate::app::AppState;
 use crate::content::{empty_body, framing, Accepts, Framing};
 use crate::error::ApiError;
 use crate::metrics::INGEST_EVENTS;
+use crate::window::{IngestWindow, Need};
 
 /// One validated event, ready to produce: its key (the user) and its normalised JSON.
 type Record = (Vec<u8>, Vec<u8>);
@@ -237,20 +239,37 @@ async fn produce_all(app: &AppState, records: Vec<Record>) -> Result<Accepted, A
             }
             tokio::time::sleep(ROOM_POLL).await;
         }
+        let mut reserved = Reserved {
+            window,
+            need,
+            acked: None,
+        };
         let (a, r, c) = (app.clone(), records.clone(), chunk.clone());
         let enqueued = off_runtime(c.len() > BLOCKING_RECORDS, move || enqueue(&a, &r[c])).await;
-        let acked = match enqueued {
-            Ok(d) => d.acknowledged().await,
-            Err(e) => {
-                window.release(&need, &Default::default());
-                return Err(e);
-            }
-        };
-        window.release(&need, acked.as_ref().unwrap_or(&Default::default()));
+        let acked = enqueued?.acknowledged().await;
+        reserved.acked = acked.as_ref().ok().cloned();
+        drop(reserved);
         acked.map_err(|e| produce_failed(app, &e, n))?;
         produced += chunk.len();
     }
     Ok(Accepted { accepted: n })
+}
+
+/// Room reserved in the broker's log for one chunk, given back when dropped: after the
+/// broker's answer, on an error, and when the request is cut off midway (the client went
+/// away), so that no reservation is ever leaked.
+struct Reserved<'a> {
+    window: &'a IngestWindow,
+    need: BTreeMap<i32, Need>,
+    /// The highest offsets acknowledged per partition, once known.
+    acked: Option<BTreeMap<i32, i64>>,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        let acked = self.acked.take().unwrap_or_default();
+        self.window.release(&self.need, &acked);
+    }
 }
 
 /// 503 with `Retry-After`: the readers have not left room in the broker's log in time.
@@ -304,7 +323,7 @@ fn names_an_emoji(body: &[u8]) -> bool {
     tag = "ingest",
     summary = "One reaction: `{\"user_id\", \"emoji\"}` (or `emoji_type`); 202 once the broker acknowledged it",
     request_body(content = crate::api_doc::EventInput, content_type = "application/json", description = "One event with an emoji"),
-    responses((status = 202, description = "Produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "The event is invalid (reason and index in `detail`), or the body is empty", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge it: nothing was produced; retry", body = crate::api_doc::ErrorBody))
+    responses((status = 202, description = "Produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "The event is invalid (reason and index in `detail`), or the body is empty", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "The body is not declared `application/json`", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge it in time (it may still have been produced), or its log is full (with `Retry-After`)", body = crate::api_doc::ErrorBody))
 )]
 pub async fn post_emoji(
     State(app): State<AppState>,
@@ -344,7 +363,7 @@ pub async fn post_emoji(
     tag = "ingest",
     summary = "One event, a JSON array of events, or NDJSON; all or nothing: any invalid event gets 400 naming its index, and none is produced",
     request_body(content((Vec<crate::api_doc::EventInput> = "application/json"), (String = "application/x-ndjson")), description = "One event, an array of events, or one event a line"),
-    responses((status = 202, description = "All produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "An event is invalid (its index and reason in `detail`), or the body is empty; nothing was produced", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "Neither `application/json` nor NDJSON (`application/x-ndjson`)", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge them, or its log is full (with `Retry-After`); `detail.produced` says how many were", body = crate::api_doc::ErrorBody))
+    responses((status = 202, description = "All produced", body = crate::api_doc::AcceptedDoc), (status = 400, description = "An event is invalid (its index and reason in `detail`), or the body is empty; nothing was produced", body = crate::api_doc::ErrorBody), (status = 401, description = "A token is set and none was given", body = crate::api_doc::ErrorBody), (status = 403, description = "The token is wrong", body = crate::api_doc::ErrorBody), (status = 413, description = "The body is over `--body-limit`", body = crate::api_doc::ErrorBody), (status = 415, description = "Neither `application/json` nor NDJSON (`application/x-ndjson`)", body = crate::api_doc::ErrorBody), (status = 503, description = "The broker did not acknowledge them in time (some may still have been produced), or its log is full (with `Retry-After`; then `detail.produced` says how many of the first events were)", body = crate::api_doc::ErrorBody))
 )]
 pub async fn post_events(
     State(app): State<AppState>,

@@ -133,9 +133,22 @@ pub async fn deregister(
 ) -> Result<Json<Value>, ApiError> {
     app.authorize(&headers)?;
     let filters = filters_of(&app)?;
+    let has_body = request
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE)
+        || request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let client = match params.client_id {
         Some(c) => c,
-        None => client_id(&json_object(request).await?)?,
+        None if has_body => client_id(&json_object(request).await?)?,
+        None => {
+            return Err(ApiError::bad_request(
+                "client_id is required: ?client_id= or a JSON body {\"client_id\"}",
+                json!({ "field": "client_id" }),
+            ))
+        }
     };
     let Some(filter) = filters.store().of_client(&client).map_err(store_error)? else {
         return Err(ApiError::not_found(format!(

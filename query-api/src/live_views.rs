@@ -47,12 +47,7 @@ pub const RATE_SECONDS_SHOWN: i64 = 10;
 /// The message for `snap`, with the sliding window of the last `window_ms` when asked.
 pub fn update(app: &AppState, snap: &Snapshot, window_ms: Option<i64>) -> Value {
     let l = &snap.state.lifetime;
-    let marks = app.health().high_watermarks();
-    let lag: i64 = marks
-        .iter()
-        .map(|(p, hw)| (hw - snap.state.positions.get(p).copied().unwrap_or(0)).max(0))
-        .sum();
-    let health = health_document(app);
+    let health = health_document(app, snap);
     let window = window_ms.and_then(|w| {
         let g = views::sliding(snap, w).ok()??;
         let counts: Vec<(String, i64)> = g.counts.iter().map(|(e, n)| (e.clone(), *n)).collect();
@@ -67,7 +62,7 @@ pub fn update(app: &AppState, snap: &Snapshot, window_ms: Option<i64>) -> Value 
         "event_types": l.event_types,
         "top": lifetime_top(&snap.state),
         "events_per_second": events_per_second(snap),
-        "lag": lag,
+        "lag": health["lag"],
         "status": health["status"],
         "problems": health["problems"],
         "sessions": snap.sessions_summary(),

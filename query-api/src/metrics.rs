@@ -181,10 +181,13 @@ fn read_state(app: &AppState) {
         counter!("emoflow_events_consumed_total", "partition" => p.to_string())
             .absolute(non_negative(*position));
     }
-    for (p, high) in app.health().high_watermarks() {
-        let position = state.positions.get(&p).copied().unwrap_or(0);
-        gauge!("emoflow_consumer_lag_messages", "partition" => p.to_string())
-            .set((high - position).max(0) as f64);
+    // Lag as `/health` reckons it (a partition not read yet lags by what the broker holds).
+    let health = crate::health::health_document(app, &snap);
+    for p in health["partitions"].as_array().into_iter().flatten() {
+        if let (Some(partition), Some(lag)) = (p["partition"].as_i64(), p["lag"].as_i64()) {
+            gauge!("emoflow_consumer_lag_messages", "partition" => partition.to_string())
+                .set(lag as f64);
+        }
     }
     if state.as_of > 0 {
         let age = now_ms().saturating_sub(state.as_of) as f64 / 1000.0;
@@ -300,6 +303,21 @@ impl RequestTimer {
             counter!(HTTP_REQUESTS, labels.iter()).increment(1);
             histogram!(HTTP_DURATION, labels.iter()).record(seconds);
         });
+    }
+}
+
+/// How often histograms are compacted between scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Compacts the histograms every few seconds, so that their memory stays bounded when nobody
+/// scrapes `/metrics` (the exporter keeps every sample until then otherwise).
+pub async fn upkeep(app: AppState) {
+    let mut stopping = app.stopping();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(UPKEEP_EVERY) => app.metrics().handle.run_upkeep(),
+            _ = stopping.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -231,7 +231,7 @@ pub async fn client_stream(
     tag = "push",
     summary = "A filter's matching events over WebSocket",
     params(("filter" = String, Query, description = "The filter"), ("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
-    responses((status = 101, description = "WebSocket: one text message per event, `{\"type\": \"event\", \"id\": resume point, \"event\": ...}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` last"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+    responses((status = 101, description = "WebSocket: one JSON text message per event, its fields plus `id` (the resume point, for `?resume=`); a gap is `{\"type\": \"reset\", \"partition\", \"requested\", \"restart\", \"reason\", \"id\"}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` comes last; heartbeats are pings"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 404, description = "No such filter", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
 )]
 pub async fn ws_filter(
     State(app): State<AppState>,
@@ -257,7 +257,7 @@ pub async fn ws_filter(
     tag = "older API",
     summary = "Every accepted event over WebSocket",
     params(("resume" = Option<String>, Query, description = "A resume point `0:15,1:7` (the `Last-Event-ID` header wins)"), ("last_event_id" = Option<String>, Query, description = "The same as `resume`")),
-    responses((status = 101, description = "WebSocket: one text message per event, `{\"type\": \"event\", \"id\": resume point, \"event\": ...}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` last"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
+    responses((status = 101, description = "WebSocket: one JSON text message per event, its fields plus `id` (the resume point, for `?resume=`); a gap is `{\"type\": \"reset\", \"partition\", \"requested\", \"restart\", \"reason\", \"id\"}`; `{\"type\": \"closed\", \"reason\", \"resume\"}` comes last; heartbeats are pings"), (status = 400, description = "A parameter is wrong (named in `detail`)", body = crate::api_doc::ErrorBody), (status = 503, description = "Too many subscribers (with `Retry-After`)", body = crate::api_doc::ErrorBody))
 )]
 pub async fn ws_events(
     State(app): State<AppState>,

@@ -225,6 +225,7 @@ pub fn http_raw(
     static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
     let client = CLIENT.get_or_init(|| {
         reqwest::blocking::Client::builder()
+            .no_proxy()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap()
