@@ -168,7 +168,7 @@ fn serve_with(
     };
     let probe = HealthProbe::new(source, Some(run.reader_health()), run.archive_monitor());
     let stop_poller = Arc::new(AtomicBool::new(false));
-    probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
+    let poller = probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
     // The embedded broker keeps 5 MiB per partition: ingest keeps within what it holds ahead
     // of the readers, so that every 202 is counted and archived.
     let window = args
@@ -235,6 +235,10 @@ fn serve_with(
     stop_poller.store(true, Ordering::Relaxed);
     run.stop();
     let out = run.wait()?;
+    // The watermark poller is a client of the broker too: it ends before the broker does.
+    if poller.join().is_err() {
+        tracing::warn!("the watermark poller panicked");
+    }
     if let Some(a) = &out.archive {
         tracing::info!(
             rows = a.rows_written,
