@@ -3,7 +3,6 @@
 //! Each run happens in a fresh process (`emoflow bench-run`), so its peak resident memory is its
 //! own. Input generation is not timed; decoding is.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -138,8 +137,12 @@ fn print_table(args: &BenchArgs, rows: &[(usize, RunResult)]) {
     );
     println!("| workers | lines | seconds | events/s | events/s/worker | speedup | peak RSS MiB | input in memory MiB | (peak - input) bytes/event |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut implausible = false;
     for (w, r) in rows {
         let rate = r.lines as f64 / r.seconds;
+        // More than linear on more workers means the runs were too short to time (start-up
+        // and noise dominate), not that the workers sped each other up.
+        implausible |= base.is_some_and(|b| rate / b > *w as f64 * 1.1);
         let speedup = base.map_or("-".to_owned(), |b| format!("{:.2}x", rate / b));
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
@@ -153,30 +156,42 @@ fn print_table(args: &BenchArgs, rows: &[(usize, RunResult)]) {
             r.peak_rss_bytes.saturating_sub(r.input_bytes) as f64 / r.lines.max(1) as f64,
         );
     }
+    if implausible {
+        println!(
+            "note: a speed-up above the worker count is not plausible: these runs are too short to time (start-up and noise dominate); use more --events or --runs"
+        );
+    }
+}
+
+/// The CSV's columns; every row has one value for each.
+const CSV_HEADER: &str =
+    "workers,lines,accepted,seconds,events_per_sec,events_per_sec_per_worker,peak_rss_bytes,input_bytes";
+
+/// The rows as CSV text, with [`CSV_HEADER`] first.
+fn csv_text(rows: &[(usize, RunResult)]) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    for (w, r) in rows {
+        let rate = r.lines as f64 / r.seconds;
+        out += &format!(
+            "{w},{},{},{:.6},{:.0},{:.0},{},{}\n",
+            r.lines,
+            r.accepted,
+            r.seconds,
+            rate,
+            rate / (*w).max(1) as f64,
+            r.peak_rss_bytes,
+            r.input_bytes
+        );
+    }
+    out
 }
 
 fn write_csv(path: &PathBuf, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(
-        f,
-        "workers,lines,accepted,seconds,events_per_sec,peak_rss_bytes"
-    )?;
-    for (w, r) in rows {
-        writeln!(
-            f,
-            "{w},{},{},{:.6},{:.0},{},{}",
-            r.lines,
-            r.accepted,
-            r.seconds,
-            r.lines as f64 / r.seconds,
-            r.peak_rss_bytes,
-            r.input_bytes
-        )?;
-    }
+    std::fs::write(path, csv_text(rows))
+        .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
 }
@@ -257,4 +272,27 @@ fn peak_rss_bytes() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_csv_row_has_a_value_for_each_column() {
+        let r = RunResult {
+            workers: 2,
+            lines: 1000,
+            accepted: 990,
+            seconds: 0.5,
+            peak_rss_bytes: 1 << 20,
+            input_bytes: 1 << 10,
+        };
+        let text = csv_text(&[(1, r.clone()), (2, r)]);
+        let columns = CSV_HEADER.split(',').count();
+        for line in text.lines() {
+            assert_eq!(line.split(',').count(), columns, "{line}");
+        }
+        assert_eq!(text.lines().count(), 3);
+    }
 }
