@@ -403,11 +403,13 @@ fn streams() -> OpenApiRouter<AppState> {
         .routes(routes!(push::ws_events))
 }
 
-/// Every route with its description, before layers: the router and the OpenAPI document are
-/// built from the same `#[utoipa::path]` attributes, so no route answers undescribed.
-pub fn described() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Every route with its description, before the outer layers, the read routes with the request
+/// timeout: the router and the OpenAPI document are built from the same `#[utoipa::path]`
+/// attributes, so no route answers undescribed.
+fn described(request_timeout: Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let timeout = TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(reads())
+        .merge(reads().route_layer(timeout))
         .merge(writes())
         .merge(streams())
         .split_for_parts()
@@ -417,19 +419,11 @@ pub fn described() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// errors, and the timeout for the read routes.
 pub fn router(state: AppState) -> Router {
     let http = state.0.http.clone();
-    let (timed, _) = reads()
-        .route_layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            http.request_timeout,
-        ))
-        .split_for_parts();
-    let (open, _) = writes().merge(streams()).split_for_parts();
-    let (_, api) = described();
+    let (routes, api) = described(http.request_timeout);
     let description = Description(Arc::new(
         serde_json::to_value(&api).unwrap_or(serde_json::Value::Null),
     ));
-    let router = timed
-        .merge(open)
+    let router = routes
         // Ingest reads the body itself, to answer 413 in the API's error shape.
         .layer(DefaultBodyLimit::disable())
         .layer(Extension(description))

@@ -107,7 +107,8 @@ impl HealthProbe {
     }
 }
 
-fn now_ms() -> u64 {
+/// The wall clock, ms since the Unix epoch (0 before it).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -6,7 +6,7 @@
 //! probes at scrape time, so a scrape agrees with `GET /stats` at the same `as_of`; what only
 //! happens in a request (HTTP traffic, events produced) is counted as it happens.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -19,6 +19,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::app::AppState;
+use crate::health::now_ms;
 
 /// Histogram buckets for every `_seconds` metric: 100 µs to 30 s.
 const SECONDS_BUCKETS: [f64; 16] = [
@@ -160,12 +161,6 @@ fn describe() {
 
 fn non_negative(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Sets every metric the snapshot and the probes hold.
