@@ -247,8 +247,12 @@ pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
         filters: synthetic_filters(args.filters),
         ..RunOptions::default()
     };
-    let out = run_views(input, opts, None)?;
-    let accepted = out.state.count(&emoflow_dataflow::update::CountKey::Total);
+    let out = run_views(input, opts, None, None)?;
+    let accepted = out
+        .state
+        .as_ref()
+        .context("the run returned no views")?
+        .count(&emoflow_dataflow::update::CountKey::Total);
     let result = RunResult {
         workers: args.workers,
         lines: out.lines,

@@ -116,13 +116,14 @@ fn pipeline(
         archive: archive.map(|dir| ArchiveConfig::new(dir.to_owned(), topic.to_owned())),
         ..KafkaRunOptions::default()
     };
-    let out = start_kafka(input, opts, |_| {})?.wait()?;
+    let out = start_kafka(input, opts, None, |_| {})?.wait()?;
+    let state = out.state.as_ref().context("the run returned no views")?;
     if let Some(a) = &out.archive {
-        if a.rows_written + a.rows_already_archived != out.state.count(&CountKey::Total) as u64 {
+        if a.rows_written + a.rows_already_archived != state.count(&CountKey::Total) as u64 {
             bail!("the archive wrote {} events", a.rows_written);
         }
     }
-    let lt = &out.state.lifetime;
+    let lt = &state.lifetime;
     let n = lt.total as u64 + lt.rejected.values().sum::<i64>() as u64;
     Ok((n, out.elapsed.as_secs_f64()))
 }

@@ -11,6 +11,8 @@ use crate::arg_values::{duration_ms, origin, positive_duration_ms, time_ms, whol
 
 /// Most worker threads: far beyond any machine's cores, low enough to catch a typo.
 const MAX_WORKERS: u64 = 1024;
+/// Most processes in a cluster.
+const MAX_PROCESSES: u64 = 256;
 /// Most partitions emoflow creates a topic with.
 const MAX_PARTITIONS: u64 = 100_000;
 const ANY: u64 = u64::MAX;
@@ -107,6 +109,27 @@ pub struct QueryArgs {
     /// Indent the JSON output.
     #[arg(long, env = "EMOFLOW_PRETTY")]
     pub pretty: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// One process of a timely cluster: the same command runs in every process, each with its own
+/// `--process`, the same `--hostfile` and the same `--workers`.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Processes in the cluster (1: this process alone).
+    #[arg(long, default_value_t = 1, env = "EMOFLOW_PROCESSES", value_parser = whole::<usize>(1, MAX_PROCESSES), allow_negative_numbers = true)]
+    pub processes: usize,
+    /// This process's number, from 0. Process 0 answers the HTTP API and prints the views.
+    #[arg(long, default_value_t = 0, env = "EMOFLOW_PROCESS", value_parser = whole::<usize>(0, MAX_PROCESSES - 1), allow_negative_numbers = true)]
+    pub process: usize,
+    /// The processes' cluster addresses, one `host:port` a line, process 0 first (needed with
+    /// `--processes` above 1).
+    #[arg(long, env = "EMOFLOW_HOSTFILE")]
+    pub hostfile: Option<PathBuf>,
+    /// How long a process waits for the others to start.
+    #[arg(long, default_value = "2m", value_parser = positive_duration_ms, env = "EMOFLOW_JOIN_TIMEOUT")]
+    pub join_timeout: i64,
 }
 
 /// Where emoflow keeps its state on disk.
@@ -219,6 +242,8 @@ pub struct ServeArgs {
     pub push: PushArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// `emoflow demo`.
@@ -315,6 +340,8 @@ pub struct ReplayArgs {
     /// letters (`future_timestamp`).
     #[arg(long, default_value = "1h", value_parser = duration_ms, env = "EMOFLOW_MAX_FUTURE")]
     pub max_future: i64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// `emoflow export`.

@@ -91,8 +91,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 ..RunOptions::default()
             },
             None,
+            None,
         )?;
-        let doc = ViewsDocument::render(&out.state, &cfg, &[]);
+        let state = out.state.context("the run returned no views")?;
+        let doc = ViewsDocument::render(&state, &cfg, &[]);
         let written = write_view_tables(&doc, &args.out).map_err(anyhow::Error::msg)?;
         for path in written {
             eprintln!("wrote {}", path.display());

@@ -8,6 +8,7 @@ mod bench;
 mod bench_kafka;
 mod bench_subscribers;
 mod cli;
+mod cluster;
 mod export;
 mod freshness;
 mod http_client;

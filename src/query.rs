@@ -39,6 +39,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         ..RunOptions::default()
     };
     let input = open_input(&args.input)?;
+    let link = crate::cluster::join(
+        &args.cluster,
+        args.workers,
+        "query",
+        query_settings(&input, &cfg, &opts.filters)?,
+        None,
+    )?;
     let bar = match &input {
         InputData::Parquet(p) => ProgressTicker::start(p.total_rows(), progress, Unit::Rows),
         _ => {
@@ -53,7 +60,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .dead_letters
         .clone()
         .map(|path| std::thread::spawn(move || write_dead_letters(&path, rx)));
-    let out = run_views(input, opts, writer.as_ref().map(|_| tx));
+    let out = run_views(input, opts, writer.as_ref().map(|_| tx), link);
     bar.finish();
     let out = out?;
     if let Some(handle) = writer {
@@ -62,7 +69,16 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             Err(_) => bail!("the dead-letter writer failed"),
         }
     }
-    let doc = ViewsDocument::render(&out.state, &cfg, &filter_ids);
+    let Some(state) = &out.state else {
+        eprintln!(
+            "process {}: read {} lines of its share in {:.3}s; process 0 prints the views",
+            args.cluster.process,
+            out.lines,
+            out.elapsed.as_secs_f64()
+        );
+        return Ok(());
+    };
+    let doc = ViewsDocument::render(state, &cfg, &filter_ids);
     let rejected: i64 = doc.rejected.values().sum();
     let mut stdout = std::io::stdout().lock();
     if args.pretty {
@@ -85,6 +101,39 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         tracing::warn!("{rejected} lines were rejected; --dead-letters FILE keeps them with their line numbers");
     }
     Ok(())
+}
+
+/// What the processes of a cluster running `query` must agree on: the views, the filters, and
+/// the input (by its size: every process reads its share of the same file).
+fn query_settings(
+    input: &InputData,
+    cfg: &emoflow_dataflow::ViewConfig,
+    filters: &[(String, emoflow_dataflow::FilterSpec)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut settings = crate::cluster::view_settings(cfg);
+    let size = match input {
+        InputData::Parquet(p) => format!("{} rows", p.total_rows()),
+        InputData::File(path) => format!(
+            "{} bytes",
+            std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .len()
+        ),
+        InputData::Memory(b) => format!("{} bytes", b.len()),
+    };
+    settings.push(("--input".into(), size));
+    let mut digest = std::hash::DefaultHasher::new();
+    filters.hash(&mut digest);
+    settings.push((
+        "--filters".into(),
+        format!(
+            "{} filters (digest {:016x})",
+            filters.len(),
+            digest.finish()
+        ),
+    ));
+    Ok(settings)
 }
 
 /// True when `path` is a directory or starts like a Parquet file (`PAR1`).

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use emoflow_dataflow::{
-    parse_filter_list, start_kafka, KafkaInput, KafkaRunOptions, ViewsDocument,
+    parse_filter_list, start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewsDocument,
 };
-use emoflow_ingest::kafka::resolve_range;
+use emoflow_ingest::kafka::{resolve_range, PartitionRange};
 use emoflow_ingest::MaxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -25,42 +25,26 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             anyhow::bail!("--from is after --to: the range {from}..{to} is backwards");
         }
     }
-    let filters = match &args.filters {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read filters from {}", path.display()))?;
-            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Vec::new(),
-    };
-    let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
+    let link = crate::cluster::join(
+        &args.cluster,
+        args.workers,
+        "replay",
+        replay_settings(&args),
+        None,
+    )?;
     let storage =
         crate::storage::for_replay(&args.storage, args.archive.as_ref(), args.topic.clone())?;
-    let ranges =
-        resolve_range(&args.brokers, &args.topic, args.from, args.to).with_context(|| {
-            format!(
-                "cannot resolve the range on {}/{}",
-                args.brokers, args.topic
-            )
-        })?;
-    if ranges.is_empty() {
-        anyhow::bail!(
-            "the topic {:?} does not exist on {}",
-            args.topic,
-            args.brokers
-        );
-    }
-    for r in &ranges {
-        tracing::info!(partition = r.partition, from = r.start, from_ms = ?r.from_ms, to = ?r.end, "replaying");
-        if let emoflow_ingest::kafka::OffsetSpec::Offset(asked) = args.from {
-            if asked < r.low {
-                eprintln!(
-                    "warning: partition {}: the broker no longer holds offsets {asked}..{}; replaying from {}",
-                    r.partition, r.low, r.low
-                );
-            }
-        }
-    }
+    // Process 0 decides what to read; the others read their share of the same plan.
+    let plan = match &link {
+        Some(l) if l.process() > 0 => None,
+        _ => Some(plan(&args)?),
+    };
+    let (plan, link) = match link {
+        Some(mut l) => (l.share_plan(plan)?, Some(l)),
+        None => (plan.context("no plan")?, None),
+    };
+    let (ranges, filters) = (plan.ranges, plan.filters);
+    let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
     let input = KafkaInput {
         brokers: args.brokers.clone(),
         topic: args.topic.clone(),
@@ -103,13 +87,22 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             max_future: MaxFuture(args.max_future),
             ..KafkaRunOptions::default()
         },
+        link,
         |_| {},
     )
     .and_then(|run| run.wait());
     done.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     let out = out?;
-    let doc = ViewsDocument::render(&out.state, &cfg, &filter_ids);
+    let Some(state) = &out.state else {
+        eprintln!(
+            "process {}: replayed its partitions in {:.3}s; process 0 prints the views",
+            args.cluster.process,
+            out.elapsed.as_secs_f64()
+        );
+        return archive_outcome(&out);
+    };
+    let doc = ViewsDocument::render(state, &cfg, &filter_ids);
     let mut sink: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -132,12 +125,17 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         accepted_per_sec = format!("{:.0}", doc.total as f64 / secs.max(1e-9)),
         "replay done"
     );
-    if out.state.skipped.total > 0 {
+    if state.skipped.total > 0 {
         eprintln!(
             "warning: {} offsets were skipped: the broker dropped them before they were read ({:?})",
-            out.state.skipped.total, out.state.skipped.ranges
+            state.skipped.total, state.skipped.ranges
         );
     }
+    archive_outcome(&out)
+}
+
+/// Reports what the archive wrote; fails when events could not be archived.
+fn archive_outcome(out: &emoflow_dataflow::KafkaRunOutput) -> anyhow::Result<()> {
     if let Some(a) = &out.archive {
         eprintln!(
             "archive {}: {} events written in {} files, {} already archived",
@@ -152,4 +150,57 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What every process of a replay reads: process 0 resolves it and sends it to the others.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReplayPlan {
+    ranges: Vec<PartitionRange>,
+    filters: Vec<(String, FilterSpec)>,
+}
+
+/// What the processes of a replay must agree on beyond the plan.
+fn replay_settings(args: &ReplayArgs) -> Vec<(String, String)> {
+    let mut settings = crate::cluster::view_settings(&args.views.config());
+    settings.push(("--topic".into(), args.topic.clone()));
+    settings.push(("--archive".into(), args.archive.is_some().to_string()));
+    settings
+}
+
+/// Reads the filters and resolves the range.
+fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
+    let filters = match &args.filters {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read filters from {}", path.display()))?;
+            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let ranges =
+        resolve_range(&args.brokers, &args.topic, args.from, args.to).with_context(|| {
+            format!(
+                "cannot resolve the range on {}/{}",
+                args.brokers, args.topic
+            )
+        })?;
+    if ranges.is_empty() {
+        anyhow::bail!(
+            "the topic {:?} does not exist on {}",
+            args.topic,
+            args.brokers
+        );
+    }
+    for r in &ranges {
+        tracing::info!(partition = r.partition, from = r.start, from_ms = ?r.from_ms, to = ?r.end, "replaying");
+        if let emoflow_ingest::kafka::OffsetSpec::Offset(asked) = args.from {
+            if asked < r.low {
+                eprintln!(
+                    "warning: partition {}: the broker no longer holds offsets {asked}..{}; replaying from {}",
+                    r.partition, r.low, r.low
+                );
+            }
+        }
+    }
+    Ok(ReplayPlan { ranges, filters })
 }

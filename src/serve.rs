@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 
-use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions};
+use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, RunStatus};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::{
     ensure_topic, resolve_range, BulkProducer, EmbeddedBroker, EventProducer, OffsetSpec,
@@ -17,8 +17,8 @@ use emoflow_ingest::kafka::{
 use emoflow_ingest::MaxFuture;
 use emoflow_query_api::window::{IngestWindow, LogLimits};
 use emoflow_query_api::{
-    AppState, FilterStore, Filters, HealthProbe, HttpOptions, Hub, HubLimits, IngestOptions,
-    LogSource, Publisher, DEFAULT_BODY_LIMIT,
+    AppState, ClusterRole, FilterStore, Filters, HealthProbe, HttpOptions, Hub, HubLimits,
+    IngestOptions, LogSource, PeerWatch, Publisher, DEFAULT_BODY_LIMIT,
 };
 
 use crate::cli::{DemoArgs, ServeArgs};
@@ -66,8 +66,25 @@ fn broker(args: &ServeArgs) -> anyhow::Result<Broker> {
     }
 }
 
-/// Runs the service until Ctrl-C or SIGTERM. `on_ready` runs once the API listens, with the
-/// bootstrap servers.
+/// What every process of a `serve` cluster reads: process 0 decides and sends it to the others.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ServePlan {
+    /// Where each partition starts (every range is open).
+    ranges: Vec<PartitionRange>,
+    /// The filters in force at the start (process 0's filter store).
+    filters: Vec<(String, FilterSpec)>,
+}
+
+/// What the processes of a `serve` cluster must agree on beyond the plan.
+fn serve_settings(args: &ServeArgs) -> Vec<(String, String)> {
+    let mut settings = crate::cluster::view_settings(&args.views.config());
+    settings.push(("--topic".into(), args.topic.clone()));
+    settings.push(("--max-future".into(), format!("{} ms", args.max_future)));
+    settings
+}
+
+/// Runs the service until Ctrl-C or SIGTERM (or, in a cluster, until any process stops).
+/// `on_ready` runs once the API listens, with the bootstrap servers (on process 0 only).
 fn serve_with(
     args: ServeArgs,
     on_ready: impl FnOnce(&str) -> Option<std::thread::JoinHandle<()>>,
@@ -84,6 +101,29 @@ fn serve_with(
     }
     let cfg = args.views.config();
     cfg.validate()?;
+    let cluster = args.cluster.cluster()?;
+    if let (Some(c), None) = (&cluster, &args.brokers) {
+        bail!(
+            "a cluster (--processes {}) needs --brokers: every process reads the same Kafka topic, and the embedded broker lives inside one process",
+            c.processes()
+        );
+    }
+    let member = args.cluster.is_member();
+    // Bound first: the other processes of a cluster learn where it is when they join.
+    let http_listener = std::net::TcpListener::bind(&args.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = http_listener.local_addr()?;
+    let mut link = crate::cluster::join(
+        &args.cluster,
+        args.workers.max(1),
+        "serve",
+        serve_settings(&args),
+        cluster
+            .as_ref()
+            .map(|c| crate::cluster::advertised_http(c, addr)),
+    )?;
+    let members = link.as_ref().map(emoflow_dataflow::Link::members);
     // The embedded broker's log starts again at offset 0 each run: its archive files say which
     // run they hold.
     let log = match &args.brokers {
@@ -91,48 +131,65 @@ fn serve_with(
         None => crate::storage::embedded_log(&args.topic),
     };
     let storage = crate::storage::for_serve(&args.storage, args.no_archive, log)?;
-    let broker = broker(&args)?;
+    let broker = if member {
+        Broker {
+            brokers: args.brokers.clone().unwrap_or_default(),
+            _embedded: None,
+        }
+    } else {
+        broker(&args)?
+    };
     let brokers = broker.brokers.clone();
-    // No checkpoints yet: the views start from the beginning of the topic.
-    let ranges: Vec<PartitionRange> = resolve_range(
-        &brokers,
-        &args.topic,
-        OffsetSpec::Earliest,
-        OffsetSpec::Earliest,
-    )
-    .context("cannot read the topic's offsets")?
-    .into_iter()
-    .map(|r| PartitionRange::open(r.partition, r.start))
-    .collect();
-    let (store, stored) = open_filters(storage.data_dir())?;
-    let start: BTreeMap<i32, i64> = ranges.iter().map(|r| (r.partition, r.start)).collect();
-    let hub = Hub::new(
-        start,
-        Some(LogSource {
-            brokers: brokers.clone(),
-            topic: args.topic.clone(),
-            max_future: MaxFuture(args.max_future),
-        }),
-        HubLimits {
-            memory_events: args.push.push_memory_events,
-            buffer: args.push.subscriber_buffer,
-            max_subscribers: args.push.max_subscribers,
-            max_per_address: args.push.max_subscribers_per_address,
-        },
-    );
-    for (id, spec) in &stored {
-        hub.add_filter(id, spec.clone(), 0);
-    }
-    // Bounded: a hub that falls behind holds the collector back rather than growing.
+    // Process 0 keeps the filters; another process of a cluster has none of its own.
+    let (store, plan) = if member {
+        (None, None)
+    } else {
+        let (store, stored) = open_filters(storage.data_dir())?;
+        let plan = ServePlan {
+            ranges: start_ranges(&brokers, &args.topic)?,
+            filters: stored,
+        };
+        (Some(store), Some(plan))
+    };
+    let plan = match link.as_mut() {
+        Some(l) => l.share_plan(plan)?,
+        None => plan.context("no plan")?,
+    };
+    let start: BTreeMap<i32, i64> = plan.ranges.iter().map(|r| (r.partition, r.start)).collect();
+    // Bounded: a hub that falls behind holds the collector back rather than growing. In a
+    // cluster every process's workers send their events to process 0, whose hub delivers them.
     let (deliver, deliveries) = std::sync::mpsc::sync_channel(256);
-    hub.spawn(deliveries)
-        .context("cannot start the delivery thread")?;
+    let hub = match member {
+        true => None,
+        false => {
+            let hub = Hub::new(
+                start,
+                Some(LogSource {
+                    brokers: brokers.clone(),
+                    topic: args.topic.clone(),
+                    max_future: MaxFuture(args.max_future),
+                }),
+                HubLimits {
+                    memory_events: args.push.push_memory_events,
+                    buffer: args.push.subscriber_buffer,
+                    max_subscribers: args.push.max_subscribers,
+                    max_per_address: args.push.max_subscribers_per_address,
+                },
+            );
+            for (id, spec) in &plan.filters {
+                hub.add_filter(id, spec.clone(), 0);
+            }
+            hub.spawn(deliveries)
+                .context("cannot start the delivery thread")?;
+            Some(hub)
+        }
+    };
     let (mut publisher, snapshots) = Publisher::new(cfg);
     let run = start_kafka(
         KafkaInput {
             brokers: brokers.clone(),
             topic: args.topic.clone(),
-            ranges,
+            ranges: plan.ranges,
         },
         KafkaRunOptions {
             workers: args.workers.max(1),
@@ -144,23 +201,29 @@ fn serve_with(
             background: true,
             archive: storage.archive.clone(),
             max_future: MaxFuture(args.max_future),
-            filters: stored,
+            filters: plan.filters,
             deliver: Some(deliver),
             ..KafkaRunOptions::default()
         },
+        link,
         move |state| publisher.publish(state),
     )?;
     match &storage.archive {
         Some(a) => println!("archiving accepted events to {}", a.dir.display()),
         None => println!("not archiving (--no-archive)"),
     }
-    let producer = EventProducer::new(
-        &brokers,
-        &args.topic,
-        Duration::from_millis(args.produce_linger.max(0) as u64),
-        Duration::from_millis(args.produce_timeout.max(1) as u64),
-    )
-    .context("cannot create the producer")?;
+    let producer = match member {
+        true => None,
+        false => Some(
+            EventProducer::new(
+                &brokers,
+                &args.topic,
+                Duration::from_millis(args.produce_linger.max(0) as u64),
+                Duration::from_millis(args.produce_timeout.max(1) as u64),
+            )
+            .context("cannot create the producer")?,
+        ),
+    };
     let source = if args.brokers.is_some() {
         format!("kafka://{brokers}/{}", args.topic)
     } else {
@@ -175,9 +238,9 @@ fn serve_with(
         .brokers
         .is_none()
         .then(|| IngestWindow::new(LogLimits::EMBEDDED, args.partitions));
-    let state = AppState::new(
+    let mut state = AppState::new(
         snapshots,
-        Some(producer),
+        producer,
         probe,
         IngestOptions {
             body_limit: if args.body_limit == 0 {
@@ -191,33 +254,50 @@ fn serve_with(
             max_future: MaxFuture(args.max_future),
         },
     )
-    .with_filters(Filters::new(
-        store,
-        Some(run.filter_control()),
-        hub,
-        args.push.max_filters,
-    ))
     .with_http(HttpOptions::new(
         &args.http.cors_origins,
         Duration::from_millis(args.http.request_timeout as u64),
     )?)
     .with_tick(Duration::from_millis(args.tick as u64));
+    if let (Some(store), Some(hub)) = (store, hub) {
+        state = state.with_filters(Filters::new(
+            store,
+            Some(run.filter_control()),
+            hub,
+            args.push.max_filters,
+        ));
+    }
+    if let Some(members) = members {
+        state = state.with_cluster(cluster_role(&args, members));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("emoflow-http")
         .build()
         .context("cannot start the HTTP runtime")?;
+    let status = run.status();
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
+        let listener = tokio::net::TcpListener::from_std(http_listener)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        println!(
-            "emoflow serving http://{addr}/ ({} workers)",
-            args.workers.max(1)
-        );
-        let load = on_ready(&brokers);
-        let served = emoflow_query_api::serve(listener, state, shutdown_signal())
+        if member {
+            println!(
+                "process {} of {}: serving http://{addr}/health and /metrics ({} workers); process 0 answers the API",
+                args.cluster.process,
+                args.cluster.processes,
+                args.workers.max(1)
+            );
+        } else {
+            println!(
+                "emoflow serving http://{addr}/ ({} workers{})",
+                args.workers.max(1),
+                match args.cluster.processes {
+                    1 => String::new(),
+                    n => format!(" in each of {n} processes"),
+                }
+            );
+        }
+        let load = if member { None } else { on_ready(&brokers) };
+        let served = emoflow_query_api::serve(listener, state, shutdown_signal(status))
             .await
             .context("the HTTP server failed");
         anyhow::Ok((served, load))
@@ -254,9 +334,43 @@ fn serve_with(
             );
         }
     }
-    tracing::info!(as_of = out.state.as_of, "stopped");
+    match &out.state {
+        Some(state) => tracing::info!(as_of = state.as_of, "stopped"),
+        None => tracing::info!("stopped"),
+    }
     drop(storage);
     served
+}
+
+/// Every partition of the topic, from its beginning (no checkpoints yet), read until stopped.
+fn start_ranges(brokers: &str, topic: &str) -> anyhow::Result<Vec<PartitionRange>> {
+    Ok(
+        resolve_range(brokers, topic, OffsetSpec::Earliest, OffsetSpec::Earliest)
+            .context("cannot read the topic's offsets")?
+            .into_iter()
+            .map(|r| PartitionRange::open(r.partition, r.start))
+            .collect(),
+    )
+}
+
+/// This process's place in its cluster, for the HTTP API.
+fn cluster_role(args: &ServeArgs, members: Vec<emoflow_dataflow::Member>) -> ClusterRole {
+    if args.cluster.is_member() {
+        ClusterRole::Member {
+            process: args.cluster.process,
+            processes: members.len(),
+            leader_http: members.first().and_then(|m| m.http.clone()),
+        }
+    } else {
+        let peers = members
+            .iter()
+            .filter(|m| m.process > 0)
+            .map(|m| (m.process, m.http.clone()))
+            .collect();
+        ClusterRole::Leader {
+            peers: PeerWatch::new(members.len(), peers),
+        }
+    }
 }
 
 /// The filter store in the data directory (in memory without one), and the filters in it.
@@ -276,9 +390,17 @@ fn open_filters(
     Ok((store, stored))
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM, or once the run has finished (in a cluster, another process
+/// stopped: all stop together).
+async fn shutdown_signal(status: RunStatus) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
+    };
+    let finished = async move {
+        while !status.is_finished() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tracing::info!("the dataflow stopped (another process of the cluster stopped)");
     };
     #[cfg(unix)]
     let term = async {
@@ -294,6 +416,7 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+        () = finished => {},
     }
 }
 

@@ -165,7 +165,7 @@ fn back_filled_exactly_at_the_seam(brokers: &str) {
         max_future: MaxFuture(2_000),
         ..Default::default()
     };
-    let run = start_kafka(input, opts, {
+    let run = start_kafka(input, opts, None, {
         let states = states.clone();
         move |s| states.lock().unwrap().push(s.clone())
     })
@@ -275,10 +275,14 @@ fn back_filled_exactly_at_the_seam(brokers: &str) {
     run.stop();
     let out = run.wait().unwrap();
     assert!(
-        out.state.as_of >= applied,
+        out.state.as_ref().unwrap().as_of >= applied,
         "the final views include the change"
     );
-    let thumbs = oracle_count(&log, &out.state.positions, &json!({"emojis": ["👍"]}));
+    let thumbs = oracle_count(
+        &log,
+        &out.state.as_ref().unwrap().positions,
+        &json!({"emojis": ["👍"]}),
+    );
     assert!(thumbs > 0);
-    assert_eq!(out.state.filter_matches("party"), thumbs);
+    assert_eq!(out.state.as_ref().unwrap().filter_matches("party"), thumbs);
 }

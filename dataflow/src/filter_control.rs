@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::filter::FilterSpec;
 
 /// One change to the filters a run counts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FilterChange {
     /// Start counting `id` (replacing a filter of that id), back-filled over the history read.
     Add {
@@ -56,7 +56,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl FilterControl {
-    /// A control for `workers` workers.
+    /// A control for `workers` workers (of every process of a cluster).
     pub(crate) fn new(workers: usize) -> Self {
         FilterControl(Arc::new(Inner {
             latest: AtomicU64::new(0),
@@ -109,6 +109,14 @@ impl FilterControl {
         let changes = lock(&self.0.changes);
         let from = changes.partition_point(|(s, _)| *s <= seq);
         changes[from..].to_vec()
+    }
+
+    /// Records what the views say every worker has applied (worker -> newest change), as of
+    /// the dataflow time `as_of` (process 0's collector tells, in a cluster too).
+    pub(crate) fn acknowledged(&self, acks: &std::collections::BTreeMap<u32, u64>, as_of: u64) {
+        for (&worker, &seq) in acks {
+            self.applied(worker as usize, seq, as_of);
+        }
     }
 
     /// Records that `worker` has applied every change up to `seq`, and that their counts are

@@ -1,12 +1,17 @@
 //! Running the views over a Kafka topic: live (`serve`, until stopped) or over a fixed offset
 //! range (`replay`, `bench --source kafka`).
 //!
-//! Worker `w` of `n` reads partition `p` when `p % n == w` (static assignment: no consumer
-//! group, no rebalance). Dataflow times are processing-time epochs: wall-clock milliseconds
-//! rounded up to a tick, so workers agree on them without talking, and a worker with no
-//! partition still advances. Each epoch's data is what the workers read during that tick;
-//! each worker reports its partitions' positions into the views, so a snapshot's `as_of` comes
-//! with the exact offsets its numbers cover.
+//! Worker `w` of `n` (all workers of all processes, numbered process by process) reads
+//! partition `p` when `p % n == w` (static assignment: no consumer group, no rebalance).
+//! Dataflow times are processing-time epochs: worker 0 closes one each tick, at wall-clock
+//! milliseconds by its own clock, and broadcasts it ([`crate::control`]); the other workers
+//! follow, so no two clocks need agree. Each epoch's data is what the workers read during
+//! that tick; each worker reports its partitions' positions into the views, so a snapshot's
+//! `as_of` comes with the exact offsets its numbers cover.
+//!
+//! In a cluster ([`crate::cluster`]) every update goes to worker 0, in process 0, whose
+//! collector alone holds the views; the other processes report how far the dataflow has come
+//! and where their own readers stand.
 //!
 //! Filters added while the run reads ([`KafkaRun::filter_control`]) are back-filled by each
 //! worker over its partitions from where the run started to its positions, read again from
@@ -14,8 +19,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
@@ -24,10 +29,12 @@ use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
 use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
 use crate::batch::FilterKey;
 use crate::capture::{capture_channel, collect, CaptureSlot};
+use crate::cluster::Link;
 use crate::config::ViewConfig;
+use crate::control::{Control, ControlPlane};
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
-use crate::filter_control::FilterControl;
+use crate::filter_control::{FilterChange, FilterControl};
 use crate::reader_health::ReaderHealth;
 use crate::run::RunError;
 use crate::snapshot::{Collector, ViewState};
@@ -86,7 +93,9 @@ pub struct KafkaRunOptions {
     /// How far an event time may lie ahead of the reader's clock; later ones are dead letters.
     pub max_future: MaxFuture,
     /// When given, every accepted event goes here once its dataflow time is complete, for live
-    /// delivery (see [`Delivery`]). A full channel holds the collector back.
+    /// delivery (see [`Delivery`]). A full channel holds the collector back. In a cluster every
+    /// process must give one (its workers then send their events to process 0), and only
+    /// process 0's receives.
     pub deliver: Option<mpsc::SyncSender<Delivery>>,
 }
 
@@ -163,11 +172,58 @@ pub struct KafkaRun {
     stop: Arc<AtomicBool>,
     /// Taken by [`KafkaRun::wait`]; a run dropped without it is stopped first.
     guards: Option<timely::communication::WorkerGuards<Result<(), RunError>>>,
-    collector: Option<std::thread::JoinHandle<Collector>>,
+    /// Process 0's collector, or another process's reporter (which holds no views).
+    collector: Option<std::thread::JoinHandle<Option<Collector>>>,
     archive: Option<ArchiveSink>,
     health: Arc<ReaderHealth>,
     filters: FilterControl,
+    progress: Arc<LocalProgress>,
     started: Instant,
+}
+
+/// Whether a run has finished; clones share the run.
+#[derive(Debug, Clone)]
+pub struct RunStatus(Arc<LocalProgress>);
+
+impl RunStatus {
+    /// True once every worker of this process has stopped as asked: the run was stopped
+    /// (here, or by another process of the cluster) or its bounded read ended. A run whose
+    /// workers failed is not finished: it stays up, reporting the failure, until stopped.
+    pub fn is_finished(&self) -> bool {
+        self.0.exited.load(Ordering::Relaxed) >= self.0.workers
+            && !self.0.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// What this process's workers report about themselves, for a process that holds no views.
+#[derive(Debug, Default)]
+struct LocalProgress {
+    /// The dataflow time every worker's output is complete up to (`as_of`).
+    complete: AtomicU64,
+    /// Where this process's readers stand: partition -> next offset.
+    positions: Mutex<BTreeMap<i32, i64>>,
+    /// Workers of this process that have stopped.
+    exited: AtomicUsize,
+    /// Set when a worker failed (an error, or a broken connection to another process).
+    failed: AtomicBool,
+    /// Worker threads in this process.
+    workers: usize,
+}
+
+impl LocalProgress {
+    fn note_positions(&self, now: &BTreeMap<i32, i64>) {
+        if let Ok(mut p) = self.positions.lock() {
+            p.extend(now.iter().map(|(&k, &v)| (k, v)));
+        }
+    }
+
+    /// The state a process without views shows: how far the dataflow is, and its positions.
+    fn state(&self) -> ViewState {
+        let mut state = ViewState::default();
+        state.as_of = self.complete.load(Ordering::Relaxed);
+        state.positions = self.positions.lock().map(|p| p.clone()).unwrap_or_default();
+        state
+    }
 }
 
 /// How long a stopping run waits for a failing archive writer before giving up on the events
@@ -177,8 +233,9 @@ const ARCHIVE_PATIENCE: Duration = Duration::from_secs(10);
 /// What a finished run produced.
 #[derive(Debug)]
 pub struct KafkaRunOutput {
-    /// The final views.
-    pub state: ViewState,
+    /// The final views; `None` in a process of a cluster other than process 0 (process 0
+    /// holds them).
+    pub state: Option<ViewState>,
     /// Wall time from start to the final views.
     pub elapsed: Duration,
     /// What the archive wrote, when there is one.
@@ -196,16 +253,32 @@ fn tick_end(ms: u64, tick: u64) -> u64 {
     (ms / tick + 1) * tick
 }
 
-/// Starts the views over `input`; `publish` sees the state each time its `as_of` advances
-/// (on the collector thread, so it must be quick).
+/// Starts the views over `input`, in this process or, with `link`, on every process of a
+/// cluster (each runs this with the same input and options); `publish` sees the state each time
+/// its `as_of` advances (on the collector thread, so it must be quick). In a cluster, only
+/// process 0 holds the views; another process's `publish` sees how far the dataflow has come
+/// (`as_of`) and its own readers' positions.
 pub fn start_kafka(
     input: KafkaInput,
     opts: KafkaRunOptions,
+    link: Option<Link>,
     mut publish: impl FnMut(&ViewState) + Send + 'static,
 ) -> Result<KafkaRun, RunError> {
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
+    if let Some(l) = &link {
+        if l.workers() != workers {
+            return Err(RunError::Dataflow(format!(
+                "the cluster was joined with {} workers, the run asks for {workers}",
+                l.workers()
+            )));
+        }
+    }
+    let (process, processes) = link
+        .as_ref()
+        .map_or((0, 1), |l| (l.process(), l.processes()));
+    let peers = workers * processes;
     let (capture, rx) = capture_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let background = opts.background;
@@ -213,12 +286,19 @@ pub fn start_kafka(
         Some(cfg) => Some(ArchiveSink::open(cfg.clone()).map_err(RunError::Io)?),
         None => None,
     };
+    let local = process * workers..(process + 1) * workers;
     let health = Arc::new(ReaderHealth::new(
         input.ranges.iter().map(|r| r.partition),
-        workers,
+        peers,
+        local,
     ));
-    let filters = FilterControl::new(workers);
+    let filters = FilterControl::new(peers);
     let deliver = opts.deliver.clone();
+    let tick = Duration::from_millis(opts.tick_ms.max(1));
+    let progress = Arc::new(LocalProgress {
+        workers,
+        ..LocalProgress::default()
+    });
     let shared = Arc::new(Shared {
         filters: filters.clone(),
         health: health.clone(),
@@ -227,31 +307,71 @@ pub fn start_kafka(
         capture,
         stop: stop.clone(),
         archive: archive.as_ref().map(ArchiveSink::monitor),
+        progress: progress.clone(),
     });
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let guards = crate::cluster::execute(workers, link, move |worker| {
         let index = worker.index();
-        run_worker(worker, &shared).inspect_err(|e| shared.health.stopped(index, e.to_string()))
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(worker, &shared)));
+        if !matches!(ran, Ok(Ok(()))) {
+            shared.progress.failed.store(true, Ordering::Relaxed);
+        }
+        shared.progress.exited.fetch_add(1, Ordering::Relaxed);
+        match ran {
+            Ok(result) => result.inspect_err(|e| shared.health.stopped(index, e.to_string())),
+            Err(panic) => {
+                shared.health.stopped(index, worker_failure(panic.as_ref()));
+                // Timely's own threads expect it: the worker's end is a panic.
+                std::panic::resume_unwind(panic)
+            }
+        }
     })
     .map_err(RunError::Dataflow)?;
-    let collector = std::thread::Builder::new()
-        .name("emoflow-collector".into())
-        .spawn(move || {
-            if background {
-                crate::priority::lower_this_thread();
-            }
-            let mut delivered = BTreeMap::new();
-            collect(rx, |c| {
-                publish(c.state());
-                if let Some(tx) = &deliver {
-                    if let Some(d) = Delivery::take(c, &delivered) {
-                        delivered.clone_from(&d.positions);
-                        // Delivery only goes away when the service stops.
-                        let _ = tx.send(d);
-                    }
+    let spawned = if process == 0 {
+        let control = filters.clone();
+        std::thread::Builder::new()
+            .name("emoflow-collector".into())
+            .spawn(move || {
+                if background {
+                    crate::priority::lower_this_thread();
                 }
+                let mut delivered = BTreeMap::new();
+                let mut acks = BTreeMap::new();
+                Some(collect(rx, |c| {
+                    publish(c.state());
+                    if c.state().filter_acks != acks {
+                        acks.clone_from(&c.state().filter_acks);
+                        control.acknowledged(&acks, c.state().as_of);
+                    }
+                    if let Some(tx) = &deliver {
+                        if let Some(d) = Delivery::take(c, &delivered) {
+                            delivered.clone_from(&d.positions);
+                            // Delivery only goes away when the service stops.
+                            let _ = tx.send(d);
+                        }
+                    }
+                }))
             })
-        })
-        .map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
+    } else {
+        drop(rx);
+        let progress = progress.clone();
+        std::thread::Builder::new()
+            .name("emoflow-reporter".into())
+            .spawn(move || {
+                let mut last = None;
+                while progress.exited.load(Ordering::Relaxed) < progress.workers {
+                    let state = progress.state();
+                    if last.as_ref() != Some(&(state.as_of, state.positions.clone())) {
+                        publish(&state);
+                        last = Some((state.as_of, state.positions));
+                    }
+                    std::thread::sleep(tick);
+                }
+                None
+            })
+    };
+    let collector =
+        spawned.map_err(|e| RunError::Dataflow(format!("cannot start the collector: {e}")))?;
     Ok(KafkaRun {
         stop,
         guards: Some(guards),
@@ -259,8 +379,24 @@ pub fn start_kafka(
         archive,
         health,
         filters,
+        progress,
         started,
     })
+}
+
+/// Why a worker failed, from its panic, worded for `/health`.
+fn worker_failure(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "it panicked".to_owned());
+    if message.contains("MergeQueue poisoned") {
+        // Timely's networking threads stop when a connection breaks, and the workers then.
+        "the connection to another process of the cluster broke (it stopped without a clean stop); restart the cluster".to_owned()
+    } else {
+        format!("the worker failed: {message}")
+    }
 }
 
 impl KafkaRun {
@@ -273,6 +409,11 @@ impl KafkaRun {
     /// A handle that stops the run from elsewhere (a signal handler, say).
     pub fn stopper(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Tells whether the run has finished, from elsewhere (the HTTP server's shutdown).
+    pub fn status(&self) -> RunStatus {
+        RunStatus(self.progress.clone())
     }
 
     /// The archive's progress, when there is one.
@@ -293,7 +434,21 @@ impl KafkaRun {
     /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]), and for the
     /// archive to write what was read.
     pub fn wait(mut self) -> Result<KafkaRunOutput, RunError> {
-        let joined: Vec<_> = self.guards.take().map(|g| g.join()).unwrap_or_default();
+        // Timely's networking panics when its threads did (a connection to another process
+        // broke): that is this run's failure, not the caller's.
+        let joined: Vec<_> = match self
+            .guards
+            .take()
+            .map(|g| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.join())))
+        {
+            None => Vec::new(),
+            Some(Ok(joined)) => joined,
+            Some(Err(_)) => {
+                return Err(RunError::Dataflow(
+                    "the connections between the cluster's processes broke".into(),
+                ))
+            }
+        };
         let archive = self.archive.take().map(|a| a.finish(ARCHIVE_PATIENCE));
         for result in joined {
             result.map_err(RunError::Dataflow)??;
@@ -304,13 +459,13 @@ impl KafkaRun {
             .ok_or_else(|| RunError::Dataflow("the collector is gone".into()))?
             .join()
             .map_err(|_| RunError::Dataflow("the collector failed".into()))?;
-        if !collector.is_complete() {
+        if collector.as_ref().is_some_and(|c| !c.is_complete()) {
             return Err(RunError::Dataflow(
                 "the dataflow stopped before finishing".into(),
             ));
         }
         Ok(KafkaRunOutput {
-            state: collector.into_state(),
+            state: collector.map(Collector::into_state),
             elapsed: self.started.elapsed(),
             archive,
         })
@@ -333,6 +488,7 @@ struct Shared {
     archive: Option<ArchiveMonitor>,
     health: Arc<ReaderHealth>,
     filters: FilterControl,
+    progress: Arc<LocalProgress>,
 }
 
 /// The positions a worker has told the views about, to send only changes.
@@ -361,15 +517,40 @@ fn flush(
     reader: Option<&PartitionReader>,
     reported: &mut ReportedPositions,
     inputs: &mut ViewInputs,
+    progress: &LocalProgress,
 ) {
     feed.flush_into(inputs);
     if let Some(r) = reader {
         reported.report(r.positions(), inputs);
+        progress.note_positions(r.positions());
+    }
+}
+
+/// The newest filter change a worker has applied, as told to the views (so that process 0
+/// knows when every worker of every process has it).
+struct ReportedAck(u64);
+
+impl ReportedAck {
+    fn report(&mut self, worker: usize, seq: u64, inputs: &mut ViewInputs) {
+        if seq == self.0 {
+            return;
+        }
+        let worker = worker as u32;
+        if self.0 > 0 {
+            inputs
+                .extras
+                .update(ViewUpdate::FilterApplied(worker, self.0), -1);
+        }
+        inputs
+            .extras
+            .update(ViewUpdate::FilterApplied(worker, seq), 1);
+        self.0 = seq;
     }
 }
 
 fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<(), RunError> {
     let (index, peers) = (worker.index(), worker.peers());
+    let leader = index == 0;
     let opts = &shared.opts;
     if opts.background {
         crate::priority::lower_this_thread();
@@ -377,6 +558,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     let input = &shared.input;
     let cfg = opts.views;
     let (mut inputs, probe) = shared.capture.build_views(worker, cfg);
+    let mut control = ControlPlane::build(worker);
     let mine: Vec<PartitionRange> = input
         .ranges
         .iter()
@@ -396,8 +578,13 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         .as_ref()
         .map(|m| WorkerArchive::new(m, mine.iter().map(|r| r.partition)));
     let tick = opts.tick_ms.max(1);
-    let mut epoch = tick_end(now_ms(), tick);
-    inputs.advance_to(epoch);
+    // Worker 0 chooses the epochs by its clock; the others start at 0 and follow it.
+    let mut epoch = 0;
+    if leader {
+        epoch = tick_end(now_ms(), tick);
+        inputs.advance_to(epoch);
+        control.send(Control::Epoch(epoch));
+    }
     let mut feed = Feed::new(cfg, peers);
     feed.add_initial_filters(&opts.filters);
     if opts.deliver.is_some() {
@@ -405,52 +592,112 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     }
     let mut reported = ReportedPositions::default();
     let mut refusals = ClockRefusals::default();
-    let mut applied_change = 0u64;
+    let mut changes = ChangeQueue::default();
+    let mut ack = ReportedAck(0);
     if let Some(r) = &reader {
         reported.report(r.positions(), &mut inputs);
+        shared.progress.note_positions(r.positions());
     }
     let mut gathered = 0usize;
     let mut in_epoch = 0usize;
     // The epoch closed last: a new one closes only once it is complete, so that under load
     // epochs grow (fewer, larger batches) instead of queueing up.
     let mut closed = 0u64;
+    // Worker 0 finished a bounded read: the others close epochs themselves, a tick apart.
+    let mut self_clocked = false;
+    let mut last_close = Instant::now();
+    let (mut stopping, mut stop_sent) = (false, false);
     let (mut t_poll, mut t_step, mut idle_steps, mut epoch_count) =
         (Duration::ZERO, Duration::ZERO, 0u64, 0u64);
     let bounded = !input.is_open();
     let mut last_read = Instant::now();
     loop {
+        for message in control.take() {
+            match message {
+                Control::Epoch(e) if !leader && e > epoch => {
+                    flush(
+                        &mut feed,
+                        reader.as_ref(),
+                        &mut reported,
+                        &mut inputs,
+                        &shared.progress,
+                    );
+                    (gathered, in_epoch) = (0, 0);
+                    epoch = e;
+                    epoch_count += 1;
+                    inputs.advance_to(epoch);
+                }
+                Control::Epoch(_) => {}
+                Control::Filter(seq, json) => changes.receive(seq, &json)?,
+                Control::Stop => stopping = true,
+                Control::LeaderDone => self_clocked = true,
+            }
+        }
         let finished = bounded && reader.as_ref().is_none_or(|r| r.is_finished());
-        if finished || shared.stop.load(Ordering::Relaxed) {
-            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
+        if shared.stop.load(Ordering::Relaxed) && !stop_sent {
+            // Every worker of every process stops with this one.
+            control.send(Control::Stop);
+            stop_sent = true;
+        }
+        if finished || stop_sent || stopping {
+            flush(
+                &mut feed,
+                reader.as_ref(),
+                &mut reported,
+                &mut inputs,
+                &shared.progress,
+            );
             if let Some(a) = archive.as_mut() {
                 a.flush();
+            }
+            if leader {
+                control.send(Control::LeaderDone);
             }
             break;
         }
         let now = now_ms();
-        if now >= epoch && !probe.less_than(&closed) {
-            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
+        let due = if leader {
+            now >= epoch
+        } else {
+            self_clocked && last_close.elapsed() >= Duration::from_millis(tick)
+        };
+        if due && !probe.less_than(&closed) {
+            flush(
+                &mut feed,
+                reader.as_ref(),
+                &mut reported,
+                &mut inputs,
+                &shared.progress,
+            );
             gathered = 0;
             in_epoch = 0;
             closed = epoch;
             epoch_count += 1;
             epoch = tick_end(now, tick).max(epoch + 1);
             inputs.advance_to(epoch);
-        }
-        let changes = shared.filters.changes_after(applied_change);
-        if let Some(&(last, _)) = changes.last() {
-            for (seq, change) in &changes {
-                feed.apply_change(*seq, change);
+            last_close = Instant::now();
+            if leader {
+                control.send(Control::Epoch(epoch));
             }
+        }
+        if leader {
+            for (seq, change) in shared.filters.changes_after(changes.sent) {
+                let json = serde_json::to_string(&change)
+                    .map_err(|e| RunError::Dataflow(format!("cannot send a filter change: {e}")))?;
+                control.send(Control::Filter(seq, json));
+                changes.sent = seq;
+            }
+        }
+        if changes.apply_ready(&mut feed) {
             if feed.needs_backfill() {
                 if let Some(r) = &reader {
                     backfill(&mut feed, input, &mine, r.positions(), &refusals)?;
                 }
                 feed.end_backfill();
             }
-            applied_change = last;
-            // The next flush sends the back-fill, at the current time at the latest.
-            shared.filters.applied(index, last, inputs.time());
+            // The next flush sends the back-fill, and tells process 0 it is done, at the
+            // current time at the latest.
+            ack.report(index, changes.applied, &mut inputs);
         }
         let mut read = 0;
         // Kafka holds what is not read yet: stop reading while the epoch is full, or while the
@@ -515,13 +762,23 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             )));
         }
         if gathered >= opts.batch_messages {
-            flush(&mut feed, reader.as_ref(), &mut reported, &mut inputs);
+            flush(
+                &mut feed,
+                reader.as_ref(),
+                &mut reported,
+                &mut inputs,
+                &shared.progress,
+            );
             gathered = 0;
         }
         let t1 = Instant::now();
         if read == 0 {
             idle_steps += 1;
-            let until_tick = Duration::from_millis(epoch.saturating_sub(now_ms()).min(tick));
+            let until_tick = if leader {
+                Duration::from_millis(epoch.saturating_sub(now_ms()).min(tick))
+            } else {
+                Duration::from_millis(tick)
+            };
             let nap = if reader.is_some() && !full {
                 until_tick.min(Duration::from_millis(1))
             } else {
@@ -532,6 +789,11 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             worker.step();
         }
         t_step += t1.elapsed();
+        let complete = probe.with_frontier(|f| f.first().map_or(u64::MAX, |t| t.saturating_sub(1)));
+        shared
+            .progress
+            .complete
+            .fetch_max(complete, Ordering::Relaxed);
     }
     // Where the worker's time went: reading and decoding, or running the dataflow.
     tracing::debug!(
@@ -543,6 +805,39 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
         "worker done"
     );
     Ok(())
+}
+
+/// Filter changes as a worker receives them from worker 0, applied in their order.
+#[derive(Default)]
+struct ChangeQueue {
+    /// Received, not yet applied, by number.
+    waiting: BTreeMap<u64, FilterChange>,
+    /// The newest change applied.
+    applied: u64,
+    /// Worker 0 only: the newest change broadcast.
+    sent: u64,
+}
+
+impl ChangeQueue {
+    fn receive(&mut self, seq: u64, json: &str) -> Result<(), RunError> {
+        let change = serde_json::from_str(json).map_err(|e| {
+            RunError::Dataflow(format!("filter change {seq} could not be read: {e}"))
+        })?;
+        if seq > self.applied {
+            self.waiting.insert(seq, change);
+        }
+        Ok(())
+    }
+
+    /// Applies every change whose predecessors are applied; true when it applied any.
+    fn apply_ready(&mut self, feed: &mut Feed) -> bool {
+        let before = self.applied;
+        while let Some(change) = self.waiting.remove(&(self.applied + 1)) {
+            self.applied += 1;
+            feed.apply_change(self.applied, &change);
+        }
+        self.applied > before
+    }
 }
 
 /// Offsets a worker refused because their time lay too far ahead of its clock when it read

@@ -12,12 +12,15 @@
 //! - [`run::run_views`] runs it all over NDJSON or Parquet input on N threads;
 //!   [`kafka_run::start_kafka`] over a Kafka topic, archiving it to Parquet ([`archive`]) as it
 //!   reads.
+//! - [`cluster`] makes several processes one timely computation (`--processes`).
 #![forbid(missing_docs)]
 
 pub mod archive;
 pub mod batch;
 mod capture;
+pub mod cluster;
 pub mod config;
+mod control;
 pub mod counts;
 pub mod data_dir;
 pub mod document;
@@ -44,11 +47,14 @@ pub mod update;
 pub mod views;
 pub mod windows;
 
+pub use cluster::{Cluster, ClusterError, Hello, Link, Member};
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec, SpecError};
 pub use filter_control::{FilterChange, FilterControl};
-pub use kafka_run::{start_kafka, Delivery, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput};
+pub use kafka_run::{
+    start_kafka, Delivery, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput, RunStatus,
+};
 pub use run::{
     run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,
 };

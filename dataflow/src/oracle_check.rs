@@ -103,9 +103,14 @@ pub(crate) fn assert_parts_equal_the_oracle(parts: &[&str]) {
                     .collect(),
                 ..RunOptions::default()
             };
-            let out = run_views(InputData::Memory(data.clone()), opts, None).unwrap();
+            let out = run_views(InputData::Memory(data.clone()), opts, None, None).unwrap();
             let ids: Vec<String> = all.iter().map(|(id, _)| id.clone()).collect();
-            let doc = serde_json::to_value(ViewsDocument::render(&out.state, &cfg, &ids)).unwrap();
+            let doc = serde_json::to_value(ViewsDocument::render(
+                out.state.as_ref().unwrap(),
+                &cfg,
+                &ids,
+            ))
+            .unwrap();
             for part in parts {
                 if let Some(d) = diff(&doc[*part], &want[*part]) {
                     panic!("{part}, seed {seed}, {workers} workers: {d}");

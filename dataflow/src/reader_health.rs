@@ -35,24 +35,43 @@ struct Kept {
 #[derive(Debug)]
 pub struct ReaderHealth {
     partitions: BTreeSet<i32>,
+    /// The partitions this process's workers read (all of them outside a cluster).
+    local_partitions: BTreeSet<i32>,
     workers: usize,
     problems: Mutex<Vec<Kept>>,
 }
 
 impl ReaderHealth {
-    /// The health of `workers` readers sharing `partitions` (each read by
-    /// [`reader_of`] it).
-    pub fn new(partitions: impl IntoIterator<Item = i32>, workers: usize) -> Self {
+    /// The health of `workers` readers sharing `partitions` (each read by [`reader_of`] it),
+    /// of which this process runs the workers numbered `local`.
+    pub fn new(
+        partitions: impl IntoIterator<Item = i32>,
+        workers: usize,
+        local: std::ops::Range<usize>,
+    ) -> Self {
+        let workers = workers.max(1);
+        let partitions: BTreeSet<i32> = partitions.into_iter().collect();
+        let local_partitions = partitions
+            .iter()
+            .copied()
+            .filter(|&p| local.contains(&reader_of(p, workers)))
+            .collect();
         ReaderHealth {
-            partitions: partitions.into_iter().collect(),
-            workers: workers.max(1),
+            partitions,
+            local_partitions,
+            workers,
             problems: Mutex::new(Vec::new()),
         }
     }
 
-    /// The partitions the run reads (those the topic had when it started).
+    /// The partitions the run reads (those the topic had when it started), in all processes.
     pub fn partitions(&self) -> &BTreeSet<i32> {
         &self.partitions
+    }
+
+    /// The partitions this process's workers read.
+    pub fn local_partitions(&self) -> &BTreeSet<i32> {
+        &self.local_partitions
     }
 
     fn partitions_of(&self, worker: usize) -> Vec<i32> {
@@ -120,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_stop_stands_and_names_the_workers_partitions() {
-        let h = ReaderHealth::new(0..5, 2);
+        let h = ReaderHealth::new(0..5, 2, 0..2);
         assert!(h.problems().is_empty());
         h.poll_error(1, "broker down".into());
         h.stopped(1, "consumer: gone".into());

@@ -215,9 +215,10 @@ impl Default for RunOptions {
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutput {
-    /// The final views.
-    pub state: ViewState,
-    /// Non-blank lines read.
+    /// The final views; `None` in a process of a cluster other than process 0 (which holds
+    /// them).
+    pub state: Option<ViewState>,
+    /// Non-blank lines read (by this process).
     pub lines: u64,
     /// Wall time from start to the final views.
     pub elapsed: Duration,
@@ -239,15 +240,22 @@ pub enum RunError {
 
 /// Runs the views over `input` and returns them once every line is processed. Rejected lines
 /// are counted in the views and, when `dead_letters` is given, sent there with their line.
+///
+/// With `link`, every process of the cluster runs this over the same input (each reads its
+/// workers' shares of it); process 0's output holds the views, the others' `None`.
 pub fn run_views(
     input: InputData,
     opts: RunOptions,
     dead_letters: Option<mpsc::Sender<DeadLetter>>,
+    link: Option<crate::cluster::Link>,
 ) -> Result<RunOutput, RunError> {
     opts.views.validate()?;
     let started = Instant::now();
     let workers = opts.workers.max(1);
-    let shares = input.shares(workers, opts.chunk_bytes)?;
+    let (process, processes) = link
+        .as_ref()
+        .map_or((0, 1), |l| (l.process(), l.processes()));
+    let shares = input.shares(workers * processes, opts.chunk_bytes)?;
     let (capture, rx) = capture_channel();
     let shared = Arc::new(Shared {
         input,
@@ -255,27 +263,34 @@ pub fn run_views(
         opts,
         capture,
         applied: AtomicU64::new(0),
+        // Only process 0 has a collector to wait for.
+        collecting: process == 0,
         dead_letters: Mutex::new(dead_letters),
     });
-    let guards = timely::execute(timely::Config::process(workers), {
+    let guards = crate::cluster::execute(workers, link, {
         let shared = shared.clone();
         move |worker| run_worker(worker, &shared)
     })
     .map_err(RunError::Dataflow)?;
-    let collector = collect(rx, |c| {
-        shared.applied.store(c.state().as_of, Ordering::Relaxed)
-    });
+    let collector = if process == 0 {
+        Some(collect(rx, |c| {
+            shared.applied.store(c.state().as_of, Ordering::Relaxed)
+        }))
+    } else {
+        drop(rx);
+        None
+    };
     let mut lines = 0;
     for result in guards.join() {
         lines += result.map_err(RunError::Dataflow)??;
     }
-    if !collector.is_complete() {
+    if collector.as_ref().is_some_and(|c| !c.is_complete()) {
         return Err(RunError::Dataflow(
             "the dataflow stopped before finishing".into(),
         ));
     }
     Ok(RunOutput {
-        state: collector.into_state(),
+        state: collector.map(crate::snapshot::Collector::into_state),
         lines,
         elapsed: started.elapsed(),
     })
@@ -289,6 +304,8 @@ struct Shared {
     /// The last time the collector has applied: workers wait for it too, so that updates do
     /// not pile up between the dataflow and a slower collector.
     applied: AtomicU64,
+    /// False in a process without the collector (its workers wait for the others only).
+    collecting: bool,
     dead_letters: Mutex<Option<mpsc::Sender<DeadLetter>>>,
 }
 
@@ -336,7 +353,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         while probe.less_than(&lagging) {
             worker.step_or_park(None);
         }
-        while shared.applied.load(Ordering::Relaxed) < lagging.saturating_sub(1) {
+        while shared.collecting
+            && shared.applied.load(Ordering::Relaxed) < lagging.saturating_sub(1)
+        {
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }

@@ -154,6 +154,8 @@ pub struct ViewState {
     pub(crate) filters: PMap<String, i64>,
     /// Kafka partition -> next offset to read: where these views stand in the log.
     pub positions: BTreeMap<i32, i64>,
+    /// Worker -> the newest filter change it has applied (Kafka runs).
+    pub filter_acks: BTreeMap<u32, u64>,
     /// The last accepted events in arrival order, the last first: exact between dataflow times;
     /// within one, by message timestamp (ms), partition and offset (line order, for files).
     pub recent: Vec<ShownEvent>,
@@ -218,6 +220,13 @@ impl ViewState {
                     self.positions.insert(p, offset);
                 } else if self.positions.get(&p) == Some(&offset) {
                     self.positions.remove(&p);
+                }
+            }
+            ViewUpdate::FilterApplied(worker, seq) => {
+                if diff > 0 {
+                    self.filter_acks.insert(worker, seq);
+                } else if self.filter_acks.get(&worker) == Some(&seq) {
+                    self.filter_acks.remove(&worker);
                 }
             }
             ViewUpdate::Recent(arrival, e) => {

@@ -50,6 +50,9 @@ pub enum ViewUpdate {
     FilterMatches(String),
     /// The next offset to read in a Kafka partition: where the views stand in the log.
     Position(i32, i64),
+    /// The newest filter change a worker has applied, back-fill included (worker, change
+    /// number): a filter change is in the views once every worker reports it.
+    FilterApplied(u32, u64),
     /// One of the newest accepted events, with when it arrived (the Kafka message's timestamp;
     /// 0 for files), which orders it among the other events of its dataflow time (only ever
     /// added; the state keeps the newest few).
@@ -68,9 +71,10 @@ pub enum ViewUpdate {
 }
 
 /// An accepted event as responses show it: the normalised fields of docs/events.md plus where it was read.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+///
+/// JSON leaves out the fields an event does not have; the workers' own encoding between
+/// processes (bincode, which is not self-describing) writes every field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, utoipa::ToSchema)]
 pub struct ShownEvent {
     /// Event time, ms since the Unix epoch.
     pub ts: i64,
@@ -81,17 +85,47 @@ pub struct ShownEvent {
     /// Who acted.
     pub user_id: String,
     /// The emoji, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub emoji: Option<String>,
     /// The event type.
     pub event_type: String,
     /// The tier, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tier: Option<String>,
     /// The amount, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schema(value_type = Option<f64>)]
     pub amount: Option<Amount>,
+}
+
+impl Serialize for ShownEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let readable = s.is_human_readable();
+        let mut out = s.serialize_struct("ShownEvent", 8)?;
+        out.serialize_field("ts", &self.ts)?;
+        out.serialize_field("partition", &self.partition)?;
+        out.serialize_field("offset", &self.offset)?;
+        out.serialize_field("user_id", &self.user_id)?;
+        optional(&mut out, readable, "emoji", &self.emoji)?;
+        out.serialize_field("event_type", &self.event_type)?;
+        optional(&mut out, readable, "tier", &self.tier)?;
+        optional(&mut out, readable, "amount", &self.amount)?;
+        out.end()
+    }
+}
+
+/// Writes an optional field: always in a binary encoding, only when present in a readable one.
+fn optional<S: serde::ser::SerializeStruct, T: Serialize>(
+    out: &mut S,
+    readable: bool,
+    name: &'static str,
+    value: &Option<T>,
+) -> Result<(), S::Error> {
+    match value {
+        None if readable => out.skip_field(name),
+        value => out.serialize_field(name, value),
+    }
 }
 
 impl ShownEvent {
@@ -157,5 +191,49 @@ impl DeadLetterRecord {
             detail: rejection.detail.clone(),
             payload: String::from_utf8_lossy(cut).into_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(emoji: Option<&str>, amount: Option<f64>) -> ShownEvent {
+        ShownEvent {
+            ts: 5,
+            partition: 1,
+            offset: 9,
+            user_id: "u".into(),
+            emoji: emoji.map(str::to_owned),
+            event_type: "emoji".into(),
+            tier: None,
+            amount: amount.map(Amount),
+        }
+    }
+
+    #[test]
+    fn updates_cross_between_processes_whole() {
+        // Between processes the workers' updates are bincode, which has no field names: an
+        // absent field left out would shift every later one.
+        for u in [
+            ViewUpdate::Accepted(event(None, None)),
+            ViewUpdate::Recent(3, event(Some("🔥"), Some(2.5))),
+            ViewUpdate::FilterApplied(3, 7),
+            ViewUpdate::Position(2, 40),
+        ] {
+            let bytes = bincode::serialize(&u).unwrap();
+            assert_eq!(bincode::deserialize::<ViewUpdate>(&bytes).unwrap(), u);
+        }
+    }
+
+    #[test]
+    fn json_leaves_out_the_fields_an_event_lacks() {
+        let json = serde_json::to_value(event(None, None)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"ts": 5, "partition": 1, "offset": 9, "user_id": "u", "event_type": "emoji"})
+        );
+        let back: ShownEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event(None, None));
     }
 }

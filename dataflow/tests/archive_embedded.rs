@@ -99,7 +99,7 @@ fn start_archiving(t: &Topic, dir: &Path, roll_rows: usize, batch_messages: usiz
         topic: "events".into(),
         ranges,
     };
-    start_kafka(input, opts, |_| {}).unwrap()
+    start_kafka(input, opts, None, |_| {}).unwrap()
 }
 
 /// Reads the whole topic, archiving; what the archive did.
@@ -220,9 +220,10 @@ fn every_accepted_event_is_archived_once_across_rereads_and_crashes() {
                 ..Default::default()
             },
             None,
+            None,
         )
         .unwrap();
-        let doc = ViewsDocument::render(&out.state, &ViewConfig::default(), &[]);
+        let doc = ViewsDocument::render(out.state.as_ref().unwrap(), &ViewConfig::default(), &[]);
         if let Some(d) = diff(&serde_json::to_value(&doc).unwrap(), &oracle) {
             panic!("{workers} workers: {d}");
         }

@@ -212,10 +212,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         InputData::Memory(Arc::from(text.into_bytes().into_boxed_slice())),
         opts,
         None,
+        None,
     )
     .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let ids: Vec<String> = last.iter().map(|(id, _)| id.clone()).collect();
-    let actual = serde_json::to_value(ViewsDocument::render(&out.state, &cfg, &ids)).unwrap();
+    let actual = serde_json::to_value(ViewsDocument::render(
+        out.state.as_ref().unwrap(),
+        &cfg,
+        &ids,
+    ))
+    .unwrap();
     let lines: Vec<&[u8]> = c.lines.iter().map(|l| l.as_bytes()).collect();
     let want = expected(&lines, &last, c.params);
     if let Some(d) = diff(&actual, &want) {

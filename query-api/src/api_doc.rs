@@ -268,6 +268,11 @@ pub struct HealthDoc {
     pub problems: Vec<String>,
     /// Facts worth knowing that are not problems.
     pub notes: Vec<String>,
+    /// In a cluster: this process's number and the processes' count; on process 0 also
+    /// `members`, each process's status, lag and problems as its own `/health` gives them
+    /// (`null` outside a cluster). On another process, `lag`, `positions` and `partitions`
+    /// cover the partitions it reads, and `as_of` is how far the whole dataflow has come.
+    pub cluster: Option<Value>,
 }
 
 /// The body of `POST /filters`: predicates, all optional (none matches every event).

@@ -25,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::api_doc::{ApiDoc, Description};
+use crate::cluster::ClusterRole;
 use crate::error::ApiError;
 use crate::filters::{self, Filters};
 use crate::health::{self, HealthProbe};
@@ -51,6 +52,8 @@ struct Inner {
     tick: Duration,
     /// Set when the service stops: open streams end with a final message.
     stopping: watch::Sender<bool>,
+    /// This process's place in a cluster, when it is in one.
+    cluster: Option<ClusterRole>,
 }
 
 /// How HTTP ingest behaves.
@@ -173,7 +176,23 @@ impl AppState {
             http: HttpOptions::default(),
             tick: Duration::from_millis(20),
             stopping: watch::channel(false).0,
+            cluster: None,
         }))
+    }
+
+    /// The same state as one process of a cluster (before it is shared).
+    pub fn with_cluster(self, role: ClusterRole) -> Self {
+        self.change("the cluster role", |inner| inner.cluster = Some(role))
+    }
+
+    /// This process's place in a cluster, when it is in one.
+    pub fn cluster(&self) -> Option<&ClusterRole> {
+        self.0.cluster.as_ref()
+    }
+
+    /// True for a process of a cluster other than process 0: it holds no views.
+    pub fn is_member(&self) -> bool {
+        matches!(self.0.cluster, Some(ClusterRole::Member { .. }))
     }
 
     /// The same state with filters and live push (before it is shared).
@@ -416,8 +435,17 @@ fn described(request_timeout: Duration) -> (Router<AppState>, utoipa::openapi::O
 }
 
 /// Every route of the HTTP API, with its layers: tracing, CORS, compression, metrics, JSON
-/// errors, and the timeout for the read routes.
+/// errors, and the timeout for the read routes. A process of a cluster other than process 0
+/// answers `/health` and `/metrics` only.
 pub fn router(state: AppState) -> Router {
+    if let Some(ClusterRole::Member {
+        process,
+        processes,
+        leader_http,
+    }) = state.cluster().cloned()
+    {
+        return member_router(state, process, processes, leader_http);
+    }
     let http = state.0.http.clone();
     let (routes, api) = described(http.request_timeout);
     let description = Description(Arc::new(
@@ -438,6 +466,28 @@ pub fn router(state: AppState) -> Router {
     router.layer(TraceLayer::new_for_http()).with_state(state)
 }
 
+/// The routes of a process other than process 0: its own health and metrics, and a pointer
+/// to process 0 for everything else.
+fn member_router(
+    state: AppState,
+    process: usize,
+    processes: usize,
+    leader_http: Option<String>,
+) -> Router {
+    use axum::routing::get;
+    let elsewhere = move || {
+        let leader = leader_http.clone();
+        async move { crate::cluster::not_process_zero(process, processes, leader.as_deref()) }
+    };
+    Router::new()
+        .route("/health", get(crate::health::health))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(elsewhere)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), edge))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves; open streams then end with a
 /// final message.
 pub async fn serve(
@@ -447,6 +497,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     tokio::spawn(metrics::watch_view_latency(state.clone()));
     tokio::spawn(metrics::upkeep(state.clone()));
+    if let Some(ClusterRole::Leader { peers }) = state.cluster() {
+        tokio::spawn(peers.clone().poll());
+    }
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

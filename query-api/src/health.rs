@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
+use crate::cluster::ClusterRole;
 use crate::snapshot::Snapshot;
 
 /// How often the watermarks are read.
@@ -238,9 +239,17 @@ pub fn health_document(app: &AppState, snap: &Snapshot) -> Value {
         .as_ref()
         .map(|r| r.problems())
         .unwrap_or_default();
-    let read = probe.readers.as_ref().map(|r| r.partitions());
+    let member = app.is_member();
+    // A process of a cluster other than process 0 reports on the partitions it reads.
+    let read = probe.readers.as_ref().map(|r| {
+        if member {
+            r.local_partitions()
+        } else {
+            r.partitions()
+        }
+    });
     let mut problems = Vec::new();
-    let marks = match probe
+    let mut marks = match probe
         .reading
         .lock()
         .ok()
@@ -264,6 +273,9 @@ pub fn health_document(app: &AppState, snap: &Snapshot) -> Value {
             }
         }
     };
+    if let (true, Some(read)) = (member, read) {
+        marks.retain(|p, _| read.contains(p));
+    }
     let source = assess_source(positions, &marks, read, &readers);
     problems.extend(source.problems.iter().cloned());
     let as_of = snap.state.as_of;
@@ -296,6 +308,21 @@ pub fn health_document(app: &AppState, snap: &Snapshot) -> Value {
             ));
         }
     }
+    let cluster = match app.cluster() {
+        None => Value::Null,
+        Some(ClusterRole::Leader { peers }) => {
+            let (report, trouble) = peers.report();
+            problems.extend(trouble);
+            report
+        }
+        Some(ClusterRole::Member {
+            process, processes, ..
+        }) => json!({
+            "process": process,
+            "processes": processes,
+            "partitions_read": read,
+        }),
+    };
     let status = if problems.is_empty() {
         "ok"
     } else {
@@ -322,6 +349,7 @@ pub fn health_document(app: &AppState, snap: &Snapshot) -> Value {
         "subscribers": app.filters().map(|f| f.hub().stats()),
         "problems": problems,
         "notes": source.notes,
+        "cluster": cluster,
     })
 }
 
@@ -388,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_failed_reader_is_a_problem_at_once() {
-        let health = ReaderHealth::new(0..4, 2);
+        let health = ReaderHealth::new(0..4, 2, 0..2);
         health.stopped(1, "kafka consumer: broker transport failure".into());
         let a = assess_source(
             &BTreeMap::new(),

@@ -8,6 +8,7 @@
 
 pub mod api_doc;
 pub mod app;
+pub mod cluster;
 pub mod content;
 pub mod dashboard;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod views;
 pub mod window;
 
 pub use app::{router, serve, AppState, HttpOptions, IngestOptions, DEFAULT_BODY_LIMIT};
+pub use cluster::{ClusterRole, PeerWatch};
 pub use filter_store::FilterStore;
 pub use filters::Filters;
 pub use health::HealthProbe;

@@ -167,10 +167,13 @@ fn non_negative(n: i64) -> u64 {
 fn read_state(app: &AppState) {
     let snap = app.snapshot();
     let state = &snap.state;
-    counter!("emoflow_events_accepted_total").absolute(non_negative(state.lifetime.total));
-    for (reason, n) in &state.lifetime.rejected {
-        counter!("emoflow_events_rejected_total", "reason" => reason.to_string())
-            .absolute(non_negative(*n));
+    // A process of a cluster other than process 0 holds no views: only what it reads itself.
+    if !app.is_member() {
+        counter!("emoflow_events_accepted_total").absolute(non_negative(state.lifetime.total));
+        for (reason, n) in &state.lifetime.rejected {
+            counter!("emoflow_events_rejected_total", "reason" => reason.to_string())
+                .absolute(non_negative(*n));
+        }
     }
     for (p, position) in &state.positions {
         counter!("emoflow_events_consumed_total", "partition" => p.to_string())

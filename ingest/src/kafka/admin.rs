@@ -150,7 +150,7 @@ impl std::str::FromStr for OffsetSpec {
 }
 
 /// Where reading a partition stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RangeEnd {
     /// Never: follow the partition as messages arrive (`serve`).
     Open,
@@ -164,7 +164,7 @@ pub enum RangeEnd {
 }
 
 /// The messages of one partition to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionRange {
     /// The partition.
     pub partition: i32,
