@@ -290,6 +290,10 @@ impl Link {
             send_frame(&mut stream, &hello).map_err(|e| protocol(i, e))?;
             let theirs: Hello = read_frame(&mut stream).map_err(|e| protocol(i, e))?;
             check_peer(&hello, &theirs, i)?;
+            // Timely's threads read it from now on, and an idle link is no failure.
+            stream
+                .set_read_timeout(None)
+                .map_err(|e| protocol(i, e.to_string()))?;
             sockets[i] = Some(stream);
             hellos[i] = Some(theirs);
         }
@@ -321,7 +325,9 @@ impl Link {
                         });
                     }
                     check_peer(&hello, &theirs, from)?;
-                    let _ = stream.set_read_timeout(None);
+                    stream
+                        .set_read_timeout(None)
+                        .map_err(|e| protocol(from, e.to_string()))?;
                     sockets[from] = Some(stream);
                     hellos[from] = Some(theirs);
                 }
@@ -543,11 +549,18 @@ fn send_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> Result<(), Str
         .map_err(|e| format!("sending: {e}"))
 }
 
+fn receiving(e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset => {
+            "the connection closed: the process stopped (its own output says why)".to_owned()
+        }
+        _ => format!("receiving: {e}"),
+    }
+}
+
 fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> Result<T, String> {
     let mut head = [0u8; 12];
-    stream
-        .read_exact(&mut head)
-        .map_err(|e| format!("receiving: {e}"))?;
+    stream.read_exact(&mut head).map_err(|e| receiving(&e))?;
     if &head[..8] != MAGIC {
         return Err("it does not speak emoflow's cluster protocol (another program on the port, or another emoflow version)".into());
     }
@@ -556,9 +569,7 @@ fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> Result<
         return Err(format!("a frame of {len} bytes is too large"));
     }
     let mut body = vec![0u8; len as usize];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| format!("receiving: {e}"))?;
+    stream.read_exact(&mut body).map_err(|e| receiving(&e))?;
     serde_json::from_slice(&body).map_err(|e| format!("cannot read what it sent: {e}"))
 }
 
