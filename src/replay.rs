@@ -32,8 +32,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         replay_settings(&args),
         None,
     )?;
-    let storage =
-        crate::storage::for_replay(&args.storage, args.archive.as_ref(), args.topic.clone())?;
+    let process = link.as_ref().map(emoflow_dataflow::Link::process);
+    let archive = args.archive.as_ref().map(|dir| {
+        dir.as_ref()
+            .map(|d| process.map_or(d.clone(), |i| d.join(format!("process-{i}"))))
+    });
+    let storage = crate::storage::for_replay(
+        &args.storage.of_process(process),
+        archive.as_ref(),
+        args.topic.clone(),
+    )?;
     // Process 0 decides what to read; the others read their share of the same plan.
     let plan = match &link {
         Some(l) if l.process() > 0 => None,

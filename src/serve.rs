@@ -130,7 +130,13 @@ fn serve_with(
         Some(_) => args.topic.clone(),
         None => crate::storage::embedded_log(&args.topic),
     };
-    let storage = crate::storage::for_serve(&args.storage, args.no_archive, log)?;
+    let storage = crate::storage::for_serve(
+        &args
+            .storage
+            .of_process(link.as_ref().map(emoflow_dataflow::Link::process)),
+        args.no_archive,
+        log,
+    )?;
     let broker = if member {
         Broker {
             brokers: args.brokers.clone().unwrap_or_default(),

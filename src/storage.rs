@@ -18,6 +18,23 @@ pub struct Storage {
     pub archive: Option<ArchiveConfig>,
 }
 
+impl StorageArgs {
+    /// The storage of process `process` of a cluster: its own `process-I` directory in the data
+    /// directory (and in an archive directory given), so that processes sharing a machine and a
+    /// `--data-dir` never hold the same directory, and the cluster's archive reads as one tree.
+    pub fn of_process(&self, process: Option<usize>) -> StorageArgs {
+        let Some(i) = process else {
+            return self.clone();
+        };
+        let own = format!("process-{i}");
+        StorageArgs {
+            data_dir: self.data_dir.join(&own),
+            archive_dir: self.archive_dir.as_ref().map(|d| d.join(&own)),
+            ..self.clone()
+        }
+    }
+}
+
 fn archive_config(args: &StorageArgs, dir: PathBuf, log: String) -> ArchiveConfig {
     ArchiveConfig {
         roll_rows: args.archive_roll_rows.max(1),

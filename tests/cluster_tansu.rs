@@ -177,8 +177,10 @@ fn two_processes_of_two_workers_serve_what_one_process_computes() {
     produce_lines(b, topic, &all[..split], PARTITIONS, BASE_MS);
 
     let hosts = hostfile(&dir, 2);
-    let (p1, p1_addr) = spawn_serve(1, &hosts, b, topic, &dir.join("p1"));
-    let (p0, p0_addr) = spawn_serve(0, &hosts, b, topic, &dir.join("p0"));
+    // One --data-dir for both: each process holds its own `process-I` in it.
+    let data = dir.join("data");
+    let (p1, p1_addr) = spawn_serve(1, &hosts, b, topic, &data);
+    let (p0, p0_addr) = spawn_serve(0, &hosts, b, topic, &data);
     let wait = Duration::from_secs(60);
     let zero = Serve {
         child: p0,
@@ -292,8 +294,31 @@ fn two_processes_of_two_workers_serve_what_one_process_computes() {
         };
         assert!(status.success(), "{name} stops cleanly: {status}");
     }
-    check_with_readers(&dir.join("p0/archive"), &archive_expectation(&all, &[0, 1]));
-    check_with_readers(&dir.join("p1/archive"), &archive_expectation(&all, &[2, 3]));
+    check_with_readers(
+        &data.join("process-0/archive"),
+        &archive_expectation(&all, &[0, 1]),
+    );
+    check_with_readers(
+        &data.join("process-1/archive"),
+        &archive_expectation(&all, &[2, 3]),
+    );
+    // Together they are the archive of the whole topic, read as one tree.
+    let whole = Command::new(env!("CARGO_BIN_EXE_emoflow"))
+        .args(["query", "--input", data.to_str().unwrap()])
+        .env("EMOFLOW_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let whole: Value = serde_json::from_slice(&whole.stdout).unwrap();
+    for key in ["total", "counts", "event_types", "top", "sessions"] {
+        if let Some(d) = diff(&whole[key], &want[key]) {
+            panic!("query over both archives: {key}: {d}");
+        }
+    }
 }
 
 /// Runs the same command as both processes of a cluster; their outputs (stdout, stderr).
