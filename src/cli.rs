@@ -11,6 +11,8 @@ use crate::arg_values::{duration_ms, origin, positive_duration_ms, time_ms, whol
 
 /// Most worker threads: far beyond any machine's cores, low enough to catch a typo.
 const MAX_WORKERS: u64 = 1024;
+/// Where `serve` listens by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Most processes in a cluster.
 const MAX_PROCESSES: u64 = 256;
 /// Most partitions emoflow creates a topic with.
@@ -206,8 +208,8 @@ pub struct ServeArgs {
     /// Worker threads of the dataflow.
     #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS", value_parser = whole::<usize>(1, MAX_WORKERS), allow_negative_numbers = true)]
     pub workers: usize,
-    /// Address of the HTTP API.
-    #[arg(long, default_value = "127.0.0.1:8080", env = "EMOFLOW_LISTEN")]
+    /// Address of the HTTP API (by default, process I of a cluster listens on port 8080 + I).
+    #[arg(long, default_value = DEFAULT_LISTEN, env = "EMOFLOW_LISTEN")]
     pub listen: String,
     /// The views' parameters.
     #[command(flatten)]

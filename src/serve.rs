@@ -109,10 +109,15 @@ fn serve_with(
         );
     }
     let member = args.cluster.is_member();
+    // Processes of a cluster on one machine do not all take the default port.
+    let listen = match (args.listen.as_str(), args.cluster.process) {
+        (crate::cli::DEFAULT_LISTEN, i) if i > 0 => format!("127.0.0.1:{}", 8080 + i),
+        _ => args.listen.clone(),
+    };
     // Bound first: the other processes of a cluster learn where it is when they join.
-    let http_listener = std::net::TcpListener::bind(&args.listen)
+    let http_listener = std::net::TcpListener::bind(&listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = http_listener.local_addr()?;
     let mut link = crate::cluster::join(
         &args.cluster,
@@ -284,7 +289,7 @@ fn serve_with(
     let status = run.status();
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(http_listener)
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         if member {
             println!(
                 "process {} of {}: serving http://{addr}/health and /metrics ({} workers); process 0 answers the API",
