@@ -2,7 +2,7 @@
 """DuckDB yardstick for `emoflow query`: the same views over an NDJSON file, in one SQL batch.
 
     pip install duckdb
-    python3 benches/duckdb_views.py events.ndjson --bench-filters 10 [--json] [--threads N]
+    python3 benches/peers/duckdb_views.py events.ndjson --bench-filters 10 [--json] [--threads N]
 
 One statement reads the file (parsing the JSON), normalises the field aliases and computes
 every view; the wall time from execute() to the fetched result, and events/s, go to stderr.
@@ -20,13 +20,15 @@ import duckdb
 
 WINDOWS_SHOWN = 60
 MAX_TS_MS = 253_402_300_799_999
+RETENTION_BUCKETS = 64
 EMOJIS = ["🔥", "❤️", "😂", "👍", "🎉", "😮", "👏", "😢", "🙌", "💯", "🤯", "😍",
           "🥳", "👀", "😡", "🤔", "💀", "✨", "🙏", "🚀", "😎", "🤝", "🎶", "🌈"]
 LIST_FIELDS = {"event_types": "event_type", "emojis": "emoji",
                "tiers": "tier", "user_ids": "user_id"}
 BOUNDS = {"min_amount": ">=", "max_amount": "<="}
 
-# Every view over `ev` (accepted events) and `retained` (ts >= newest - retention).
+# Every view over `ev` (accepted events) and `retained` (the events whose retention bucket
+# ends after newest - retention, as docs/views.md defines it).
 # {filters} becomes a list of `count(*) FILTER (WHERE ...)` over `retained`, one per filter.
 SQL = """
 WITH raw AS (
@@ -73,8 +75,9 @@ win_emojis AS (
           WHERE emoji IS NOT NULL)
     GROUP BY w
 ),
-retained AS MATERIALIZED (
-    SELECT * FROM ev WHERE ts >= (SELECT max(ts) FROM ev) - $retention_ms
+retained AS MATERIALIZED (  -- docs/views.md: retained while the event's bucket ends after
+    SELECT * FROM ev           -- the horizon (newest ts - retention), buckets of retention / 64
+    WHERE (ts // $bucket_ms + 1) * $bucket_ms > (SELECT max(ts) FROM ev) - $retention_ms
 ),
 starts AS (             -- a session starts at a user's first event or after a gap > gap_ms
     SELECT user_id, ts,
@@ -224,7 +227,8 @@ def main():
         filters = bench_filters(args.bench_filters or 0)
     params = {"path": args.input, "max_ts": MAX_TS_MS, "k": args.top_k,
               "window_ms": args.window_ms, "windows_shown": WINDOWS_SHOWN,
-              "gap_ms": args.gap_ms, "retention_ms": args.retention_ms}
+              "gap_ms": args.gap_ms, "retention_ms": args.retention_ms,
+              "bucket_ms": max(args.retention_ms // RETENTION_BUCKETS, 1)}
     sql = SQL.replace("{filters}", filter_sql(filters, params))
 
     con = duckdb.connect()  # in memory
