@@ -457,6 +457,10 @@ impl<'de> Visitor<'de> for TopVisitor {
                 Some((slot, spelling)) => {
                     let value = map.next_value_seed(ValueSeed)?;
                     let target = fields.slot(slot);
+                    // `null` is absent (docs/events.md): it neither fills a slot nor clashes.
+                    if matches!(value, Value::Null) {
+                        continue;
+                    }
                     if target.is_some() && problem.is_none() {
                         problem = Some(Rejection::new(
                             RejectReason::DuplicateField,
@@ -668,6 +672,18 @@ mod tests {
         assert_eq!(
             reason(r#"{"user_id":"u","emoji":"x","ts":1,"timestamp":2}"#),
             RejectReason::DuplicateField
+        );
+    }
+
+    #[test]
+    fn a_null_is_absent_beside_its_alias_too() {
+        let e = ok(r#"{"user_id":"u","ts":null,"timestamp":7,"emoji":null,"emoji_type":"x"}"#);
+        assert_eq!((e.ts, e.emoji.as_deref()), (7, Some("x")));
+        let e = ok(r#"{"user_id":"u","emoji":"x","emoji_type":null,"ts":5,"ts":null}"#);
+        assert_eq!((e.ts, e.emoji.as_deref()), (5, Some("x")));
+        assert_eq!(
+            reason(r#"{"user_id":null,"emoji":"x","ts":1}"#),
+            RejectReason::MissingField
         );
     }
 
