@@ -25,6 +25,10 @@ pub const MAX_PROCESSES: usize = 256;
 /// How long a process waits for the others by default.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How often a process tries again to reach, or checks for, another while joining: processes
+/// usually start within milliseconds of each other, and the join is part of every run's time.
+const POLL: Duration = Duration::from_millis(5);
+
 /// Opens every frame this module sends, so that anything else on the port is refused clearly.
 const MAGIC: &[u8; 8] = b"EMOFLOW\x01";
 
@@ -343,7 +347,7 @@ impl Link {
                         tracing::info!(process = next, address = %cluster.addresses[next], "waiting for a process to join");
                         reported = Instant::now();
                     }
-                    std::thread::sleep(Duration::from_millis(50));
+                    std::thread::sleep(POLL);
                 }
                 Err(e) => return Err(protocol(next, format!("accepting: {e}"))),
             }
@@ -531,7 +535,7 @@ fn connect(
                     tracing::info!(process, address, error = %e, "waiting for a process to join");
                     reported = Instant::now();
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                std::thread::sleep(POLL);
             }
         }
     }
