@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bench::synthetic_filters;
 use crate::cli::BenchArgs;
-use crate::produce::GeneratedMessages;
+use emoflow_ingest::kafka::GeneratedMessages;
 
 /// Bytes a generated event takes in the broker, rounded up (about 95 on average).
 const EVENT_BYTES: u64 = 120;

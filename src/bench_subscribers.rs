@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::cli::SubscribersBenchArgs;
 use crate::http_client::send;
-use crate::produce::Pacer;
+use emoflow_ingest::pacing::Pacer;
 
 /// Latencies are counted per millisecond up to this; later ones in the last bucket.
 const MAX_LATENCY_MS: usize = 10_000;

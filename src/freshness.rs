@@ -14,7 +14,8 @@ use emoflow_ingest::kafka::BulkProducer;
 
 use crate::cli::FreshnessArgs;
 use crate::http_client::get;
-use crate::produce::{GeneratedMessages, Pacer};
+use emoflow_ingest::kafka::GeneratedMessages;
+use emoflow_ingest::pacing::Pacer;
 
 /// Every how many events a send time is noted.
 const SAMPLE_EVERY: u64 = 100;

@@ -8,65 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
-use emoflow_ingest::kafka::{ensure_topic, BulkProducer};
+use emoflow_ingest::kafka::{ensure_topic, BulkProducer, GeneratedMessages};
+use emoflow_ingest::pacing::Pacer;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ProduceArgs;
-
-/// Keeps a sender at a steady rate: event `n` is due `n / rate` seconds after the start.
-pub struct Pacer {
-    rate: u64,
-    started: Instant,
-}
-
-impl Pacer {
-    /// A pacer at `rate` events/s (0: no limit).
-    pub fn new(rate: u64) -> Self {
-        Pacer {
-            rate,
-            started: Instant::now(),
-        }
-    }
-
-    /// Sleeps until event `n` is due (only when more than a millisecond ahead, so high rates
-    /// send in small bursts rather than sleeping per event).
-    pub fn wait_for(&self, n: u64) {
-        if self.rate == 0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(n as f64 / self.rate as f64);
-        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            if ahead > Duration::from_millis(1) {
-                std::thread::sleep(ahead);
-            }
-        }
-    }
-}
-
-/// Generated events as Kafka messages: event `n` keyed by `n` (which spreads them evenly over
-/// the partitions), without the NDJSON newline.
-pub struct GeneratedMessages {
-    generator: Generator,
-    line: Vec<u8>,
-}
-
-impl GeneratedMessages {
-    /// Messages from `generator`.
-    pub fn new(generator: Generator) -> Self {
-        GeneratedMessages {
-            generator,
-            line: Vec::with_capacity(256),
-        }
-    }
-
-    /// Generates the next event and queues it on `producer` as message `n`.
-    pub fn send(&mut self, producer: &BulkProducer, n: u64) -> anyhow::Result<()> {
-        self.line.clear();
-        self.generator.write_event(&mut self.line);
-        let body = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-        Ok(producer.send(&n.to_le_bytes(), body, None, None)?)
-    }
-}
 
 fn bar(len: u64) -> ProgressBar {
     ProgressBar::new(len).with_style(

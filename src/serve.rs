@@ -22,7 +22,8 @@ use emoflow_query_api::{
 };
 
 use crate::cli::{DemoArgs, ServeArgs};
-use crate::produce::{GeneratedMessages, Pacer};
+use emoflow_ingest::kafka::GeneratedMessages;
+use emoflow_ingest::pacing::Pacer;
 
 /// Set when the service is shutting down, so that the demo load stops before the broker.
 static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);

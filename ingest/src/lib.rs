@@ -11,6 +11,7 @@ mod event;
 pub mod generator;
 pub mod kafka;
 pub mod ndjson;
+pub mod pacing;
 pub mod parquet_source;
 mod reject;
 

@@ -8,6 +8,7 @@
 
 mod admin;
 mod embedded;
+mod generated;
 mod producer;
 mod reader;
 
@@ -16,6 +17,7 @@ pub use admin::{
     RangeEnd, Watermarks,
 };
 pub use embedded::EmbeddedBroker;
+pub use generated::GeneratedMessages;
 pub use producer::{
     BulkProducer, Deliveries, DeliveryTally, EventProducer, PartitionOf, ProduceError,
 };
