@@ -19,14 +19,7 @@ use crate::cli::QueryArgs;
 
 /// Runs the views over the file and prints the document on stdout.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let filters = match &args.filters {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read filters from {}", path.display()))?;
-            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Vec::new(),
-    };
+    let filters = read_filters(args.filters.as_deref())?;
     let cfg = args.views.config();
     let filter_ids: Vec<String> = filters.iter().map(|(id, _)| id.clone()).collect();
     let progress = Arc::new(AtomicU64::new(0));
@@ -101,6 +94,18 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         tracing::warn!("{rejected} lines were rejected; --dead-letters FILE keeps them with their line numbers");
     }
     Ok(())
+}
+
+/// The filters of a `--filters` file (a JSON array), none without one.
+pub fn read_filters(
+    path: Option<&Path>,
+) -> anyhow::Result<Vec<(String, emoflow_dataflow::FilterSpec)>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read filters from {}", path.display()))?;
+    parse_filter_list(&text).with_context(|| format!("in {}", path.display()))
 }
 
 /// What the processes of a cluster running `query` must agree on: the views, the filters, and

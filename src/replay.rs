@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use emoflow_dataflow::{
-    parse_filter_list, start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewsDocument,
-};
+use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewsDocument};
 use emoflow_ingest::kafka::{resolve_range, PartitionRange};
 use emoflow_ingest::MaxFuture;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -177,14 +175,7 @@ fn replay_settings(args: &ReplayArgs) -> Vec<(String, String)> {
 
 /// Reads the filters and resolves the range.
 fn plan(args: &ReplayArgs) -> anyhow::Result<ReplayPlan> {
-    let filters = match &args.filters {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read filters from {}", path.display()))?;
-            parse_filter_list(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Vec::new(),
-    };
+    let filters = crate::query::read_filters(args.filters.as_deref())?;
     let ranges =
         resolve_range(&args.brokers, &args.topic, args.from, args.to).with_context(|| {
             format!(

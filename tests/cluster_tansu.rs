@@ -321,6 +321,25 @@ fn two_processes_of_two_workers_serve_what_one_process_computes() {
     }
 }
 
+/// Checks a views document (`query`, `replay`) against the oracle's.
+fn check_document(ctx: &str, doc: &str, want: &Value) {
+    let doc: Value = serde_json::from_str(doc).unwrap();
+    for key in [
+        "total",
+        "counts",
+        "event_types",
+        "top",
+        "windows",
+        "sessions",
+        "filters",
+        "rejected",
+    ] {
+        if let Some(d) = diff(&doc[key], &want[key]) {
+            panic!("{ctx}: {key}: {d}");
+        }
+    }
+}
+
 /// Runs the same command as both processes of a cluster; their outputs (stdout, stderr).
 fn run_pair(args: &[&str], hosts: &Path, workers: [&str; 2]) -> [(bool, String, String); 2] {
     let spawn = |process: usize| {
@@ -381,21 +400,7 @@ fn replay_and_query_in_a_cluster_equal_the_oracle() {
     let [(ok0, doc, err0), (ok1, out1, err1)] = run_pair(&query, &hosts, ["2", "2"]);
     assert!(ok0 && ok1, "{err0}\n{err1}");
     assert!(out1.is_empty(), "process 1 prints no views: {out1}");
-    let doc: Value = serde_json::from_str(&doc).unwrap();
-    for key in [
-        "total",
-        "counts",
-        "event_types",
-        "top",
-        "windows",
-        "sessions",
-        "filters",
-        "rejected",
-    ] {
-        if let Some(d) = diff(&doc[key], &want[key]) {
-            panic!("query, 2 x 2: {key}: {d}");
-        }
-    }
+    check_document("query, 2 x 2", &doc, &want);
 
     // Processes started with different --workers are told so, both of them.
     let hosts = hostfile(&dir, 2);
@@ -443,19 +448,5 @@ fn replay_and_query_in_a_cluster_equal_the_oracle() {
     let [(ok0, doc, err0), (ok1, out1, err1)] = run_pair(&replay, &hosts, ["2", "2"]);
     assert!(ok0 && ok1, "{err0}\n{err1}");
     assert!(out1.is_empty(), "process 1 prints no views: {out1}");
-    let doc: Value = serde_json::from_str(&doc).unwrap();
-    for key in [
-        "total",
-        "counts",
-        "event_types",
-        "top",
-        "windows",
-        "sessions",
-        "filters",
-        "rejected",
-    ] {
-        if let Some(d) = diff(&doc[key], &want[key]) {
-            panic!("replay, 2 x 2: {key}: {d}");
-        }
-    }
+    check_document("replay, 2 x 2", &doc, &want);
 }
