@@ -1,7 +1,7 @@
 //! `emoflow query`: the views over one NDJSON file.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -11,7 +11,6 @@ use anyhow::{bail, Context};
 use emoflow_dataflow::{
     parse_filter_list, run_views, DeadLetter, InputData, RunOptions, ViewsDocument,
 };
-use emoflow_ingest::parquet_source::ParquetInput;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -141,32 +140,9 @@ fn query_settings(
     Ok(settings)
 }
 
-/// True when `path` is a directory or starts like a Parquet file (`PAR1`).
-fn is_parquet(path: &Path) -> anyhow::Result<bool> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.is_dir() {
-        return Ok(true);
-    }
-    let mut magic = [0u8; 4];
-    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Ok(f.read_exact(&mut magic).is_ok() && &magic == b"PAR1")
-}
-
 /// The input at `path`: Parquet (a file, or a directory of them) or NDJSON.
 pub fn open_input(path: &Path) -> anyhow::Result<InputData> {
-    if !is_parquet(path)? {
-        return Ok(InputData::File(path.to_owned()));
-    }
-    let input = ParquetInput::open(path)?;
-    if input.file_count() == 0 && !input.problems().is_empty() {
-        bail!(
-            "no readable Parquet file in {}: {}",
-            path.display(),
-            input.problems().join("; ")
-        );
-    }
-    Ok(InputData::Parquet(Arc::new(input)))
+    Ok(InputData::open_path(path)?)
 }
 
 /// Writes dead letters as NDJSON until the sender side closes.

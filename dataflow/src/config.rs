@@ -14,7 +14,7 @@ pub const MAX_WINDOWS_KEPT: i64 = 3_600;
 pub const RETENTION_BUCKETS: i64 = 64;
 
 /// Parameters of the views (docs/views.md and docs/commands.md), with the documented defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ViewConfig {
     /// K of the ties-aware top-K, in 1..=1000.
     pub top_k: usize,

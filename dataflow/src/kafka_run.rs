@@ -35,6 +35,7 @@ use crate::control::{Control, ControlPlane};
 use crate::feed::Feed;
 use crate::filter::FilterSpec;
 use crate::filter_control::{FilterChange, FilterControl};
+use crate::freshness::{Freshness, OpenTimes};
 use crate::reader_health::ReaderHealth;
 use crate::run::RunError;
 use crate::snapshot::{Collector, ViewState};
@@ -173,7 +174,7 @@ pub struct KafkaRun {
     /// Taken by [`KafkaRun::wait`]; a run dropped without it is stopped first.
     guards: Option<timely::communication::WorkerGuards<Result<(), RunError>>>,
     /// Process 0's collector, or another process's reporter (which holds no views).
-    collector: Option<std::thread::JoinHandle<Option<Collector>>>,
+    collector: Option<std::thread::JoinHandle<Option<(Collector, Freshness)>>>,
     archive: Option<ArchiveSink>,
     health: Arc<ReaderHealth>,
     filters: FilterControl,
@@ -238,6 +239,9 @@ pub struct KafkaRunOutput {
     pub state: Option<ViewState>,
     /// Wall time from start to the final views.
     pub elapsed: Duration,
+    /// For every epoch, from worker 0 opening it to the collector's views including it
+    /// (process 0 only; empty elsewhere).
+    pub freshness: Freshness,
     /// What the archive wrote, when there is one.
     pub archive: Option<ArchiveReport>,
 }
@@ -299,6 +303,7 @@ pub fn start_kafka(
         workers,
         ..LocalProgress::default()
     });
+    let opened = Arc::new(OpenTimes::default());
     let shared = Arc::new(Shared {
         filters: filters.clone(),
         health: health.clone(),
@@ -308,6 +313,7 @@ pub fn start_kafka(
         stop: stop.clone(),
         archive: archive.as_ref().map(ArchiveSink::monitor),
         progress: progress.clone(),
+        opened: opened.clone(),
     });
     let guards = crate::cluster::execute(workers, link, move |worker| {
         let index = worker.index();
@@ -337,7 +343,9 @@ pub fn start_kafka(
                 }
                 let mut delivered = BTreeMap::new();
                 let mut acks = BTreeMap::new();
-                Some(collect(rx, |c| {
+                let mut freshness = Freshness::default();
+                let collector = collect(rx, |c| {
+                    opened.complete(c.state().as_of, &mut freshness);
                     publish(c.state());
                     if c.state().filter_acks != acks {
                         acks.clone_from(&c.state().filter_acks);
@@ -350,7 +358,8 @@ pub fn start_kafka(
                             let _ = tx.send(d);
                         }
                     }
-                }))
+                });
+                Some((collector, freshness))
             })
     } else {
         drop(rx);
@@ -459,13 +468,18 @@ impl KafkaRun {
             .ok_or_else(|| RunError::Dataflow("the collector is gone".into()))?
             .join()
             .map_err(|_| RunError::Dataflow("the collector failed".into()))?;
-        if collector.as_ref().is_some_and(|c| !c.is_complete()) {
+        if collector.as_ref().is_some_and(|(c, _)| !c.is_complete()) {
             return Err(RunError::Dataflow(
                 "the dataflow stopped before finishing".into(),
             ));
         }
+        let (state, freshness) = match collector {
+            Some((c, f)) => (Some(c.into_state()), f),
+            None => (None, Freshness::default()),
+        };
         Ok(KafkaRunOutput {
-            state: collector.map(Collector::into_state),
+            state,
+            freshness,
             elapsed: self.started.elapsed(),
             archive,
         })
@@ -489,6 +503,8 @@ struct Shared {
     health: Arc<ReaderHealth>,
     filters: FilterControl,
     progress: Arc<LocalProgress>,
+    /// The epochs worker 0 opened and the collector has not yet seen complete.
+    opened: Arc<OpenTimes>,
 }
 
 /// The positions a worker has told the views about, to send only changes.
@@ -583,6 +599,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
     if leader {
         epoch = tick_end(now_ms(), tick);
         inputs.advance_to(epoch);
+        shared.opened.open(epoch);
         control.send(Control::Epoch(epoch));
     }
     let mut feed = Feed::new(cfg, peers);
@@ -677,6 +694,7 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
             inputs.advance_to(epoch);
             last_close = Instant::now();
             if leader {
+                shared.opened.open(epoch);
                 control.send(Control::Epoch(epoch));
             }
         }

@@ -32,6 +32,7 @@ pub mod filter_control;
 pub mod filter_index;
 #[cfg(test)]
 mod filter_strategies;
+pub mod freshness;
 pub mod intern;
 pub mod kafka_run;
 #[cfg(test)]
