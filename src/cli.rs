@@ -45,7 +45,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Write the archived events of a time range (and of a filter) as one Parquet file.
     Export(ExportArgs),
-    /// Measure throughput and peak memory of the views for several worker counts.
+    /// Measure throughput, freshness and peak memory of the views for several process and
+    /// worker counts.
     Bench(BenchArgs),
     /// Measure freshness: produce at a steady rate and time each event until `/stats` counts it.
     BenchFreshness(FreshnessArgs),
@@ -385,7 +386,7 @@ pub struct BenchArgs {
     /// `kafka` (a pre-filled topic, drained side by side with a bare consumer).
     #[arg(long, default_value = "memory", env = "EMOFLOW_BENCH_SOURCE")]
     pub source: String,
-    /// An NDJSON file, for `--source file`.
+    /// An NDJSON or Parquet file (or archive directory), for `--source file`.
     #[arg(long, env = "EMOFLOW_INPUT")]
     pub input: Option<PathBuf>,
     /// Worker counts to measure, comma-separated.
@@ -398,6 +399,17 @@ pub struct BenchArgs {
         allow_negative_numbers = true
     )]
     pub workers: Vec<usize>,
+    /// Process counts to measure, comma-separated: above 1, each run is a cluster of that many
+    /// processes on loopback, each with the worker count.
+    #[arg(
+        long,
+        default_value = "1",
+        value_delimiter = ',',
+        env = "EMOFLOW_BENCH_PROCESSES",
+        value_parser = whole::<usize>(1, MAX_PROCESSES),
+        allow_negative_numbers = true
+    )]
+    pub processes: Vec<usize>,
     /// Events per run (generated sources).
     #[arg(long, default_value_t = 2_000_000, env = "EMOFLOW_BENCH_EVENTS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub events: u64,
@@ -496,30 +508,12 @@ pub struct SubscribersBenchArgs {
     pub seconds: u64,
 }
 
-/// `emoflow bench-run`.
+/// `emoflow bench-run`: one measured run, as `emoflow bench` starts it.
 #[derive(Debug, Args)]
 pub struct BenchRunArgs {
-    /// `memory` or `file`.
+    /// The run, as JSON (`emoflow_bench::run::RunSpec`).
     #[arg(long)]
-    pub source: String,
-    /// The file, for `file`.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Worker threads.
-    #[arg(long)]
-    pub workers: usize,
-    /// Events, for `memory`.
-    #[arg(long)]
-    pub events: u64,
-    /// Users, for `memory`.
-    #[arg(long)]
-    pub users: u32,
-    /// Synthetic filters.
-    #[arg(long)]
-    pub filters: usize,
-    /// The views' parameters.
-    #[command(flatten)]
-    pub views: ViewArgs,
+    pub spec: String,
 }
 
 #[cfg(test)]

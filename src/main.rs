@@ -5,13 +5,9 @@
 
 mod arg_values;
 mod bench;
-mod bench_kafka;
-mod bench_subscribers;
 mod cli;
 mod cluster;
 mod export;
-mod freshness;
-mod http_client;
 mod produce;
 mod query;
 mod replay;
@@ -44,9 +40,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Replay(args) => replay::run(args),
         cli::Command::Export(args) => export::run(args),
         cli::Command::Bench(args) => bench::run(args),
-        cli::Command::BenchRun(args) => bench::run_one(args),
-        cli::Command::BenchFreshness(args) => freshness::run(args),
-        cli::Command::BenchSubscribers(args) => bench_subscribers::run(args),
+        cli::Command::BenchRun(args) => emoflow_bench::run::run_child(&args.spec),
+        cli::Command::BenchFreshness(args) => bench::freshness(args),
+        cli::Command::BenchSubscribers(args) => bench::subscribers(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -122,7 +122,7 @@ SELECT
 
 
 def bench_filters(n):
-    """The synthetic filters of `emoflow bench` (src/bench.rs), with its ids f0, f1, ..."""
+    """The synthetic filters of `emoflow bench` (benches/src/filters.rs), with its ids f0, f1, ..."""
     out = []
     for i in range(n):
         spec = [

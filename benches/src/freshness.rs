@@ -12,10 +12,24 @@ use anyhow::{bail, Context};
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::BulkProducer;
 
-use crate::cli::FreshnessArgs;
-use crate::http_client::get;
 use emoflow_ingest::kafka::GeneratedMessages;
 use emoflow_ingest::pacing::Pacer;
+
+use crate::http_client::get;
+use crate::Service;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The running service and its topic.
+    pub service: Service,
+    /// Events per second.
+    pub rate: u64,
+    /// How long to produce, in seconds.
+    pub seconds: u64,
+    /// The producer's linger (batching delay), part of the measured time.
+    pub linger_ms: u64,
+}
 
 /// Every how many events a send time is noted.
 const SAMPLE_EVERY: u64 = 100;
@@ -78,7 +92,7 @@ fn warm_up(producer: &BulkProducer, addr: &str) -> anyhow::Result<i64> {
 }
 
 /// Runs the measurement and prints the distribution.
-pub fn run(args: FreshnessArgs) -> anyhow::Result<()> {
+pub fn run(args: &Options) -> anyhow::Result<()> {
     let addr = args.service.addr();
     let producer = BulkProducer::with_linger(
         &args.service.brokers,

@@ -17,9 +17,32 @@ use emoflow_ingest::kafka::BulkProducer;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
 
-use crate::cli::SubscribersBenchArgs;
-use crate::http_client::send;
 use emoflow_ingest::pacing::Pacer;
+
+use crate::http_client::send;
+use crate::rss::rss_kib;
+use crate::Service;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The running service and its topic.
+    pub service: Service,
+    /// The service's process id, to report its memory.
+    pub serve_pid: Option<u32>,
+    /// SSE subscribers.
+    pub subscribers: usize,
+    /// Distinct filters (subscriber `s` follows filter `s % filters`).
+    pub filters: usize,
+    /// Users each filter lists.
+    pub users_per_filter: usize,
+    /// Distinct users the producer picks from.
+    pub users: usize,
+    /// Events per second.
+    pub rate: u64,
+    /// How long to produce, in seconds.
+    pub seconds: u64,
+}
 
 /// Latencies are counted per millisecond up to this; later ones in the last bucket.
 const MAX_LATENCY_MS: usize = 10_000;
@@ -28,18 +51,6 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// What every subscriber adds to.
@@ -151,11 +162,7 @@ async fn subscribe(
 }
 
 /// Creates the filters; returns their ids.
-fn create_filters(
-    addr: &str,
-    args: &SubscribersBenchArgs,
-    run: &str,
-) -> anyhow::Result<Vec<String>> {
+fn create_filters(addr: &str, args: &Options, run: &str) -> anyhow::Result<Vec<String>> {
     let ids: Vec<String> = (0..args.filters).map(|i| format!("{run}-{i}")).collect();
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -191,7 +198,7 @@ fn create_filters(
 }
 
 /// Produces events at `rate` for `seconds`; returns how many each user got.
-fn produce(args: &SubscribersBenchArgs) -> anyhow::Result<Vec<u64>> {
+fn produce(args: &Options) -> anyhow::Result<Vec<u64>> {
     let producer = BulkProducer::with_linger(
         &args.service.brokers,
         &args.service.topic,
@@ -232,14 +239,14 @@ fn produce(args: &SubscribersBenchArgs) -> anyhow::Result<Vec<u64>> {
 }
 
 /// Runs the benchmark and prints what it measured.
-pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &Options) -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("cannot raise the open-files limit: {e}");
     }
     let addr = args.service.addr();
     let run = format!("bench{}", std::process::id());
     println!("creating {} filters", args.filters);
-    let ids = create_filters(&addr, &args, &run)?;
+    let ids = create_filters(&addr, args, &run)?;
     let rss_before = args.serve_pid.and_then(rss_kib);
     let tally = Arc::new(Tally::new());
     let (stop_tx, stop) = watch::channel(false);
@@ -308,7 +315,7 @@ pub fn run(args: SubscribersBenchArgs) -> anyhow::Result<()> {
     });
     println!("producing {} events/s for {} s", args.rate, args.seconds);
     let started = Instant::now();
-    let per_user = produce(&args)?;
+    let per_user = produce(args)?;
     let produced_in = started.elapsed();
     // Let the last deliveries arrive.
     let expected: u64 = (0..args.subscribers)

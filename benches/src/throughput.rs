@@ -1,302 +1,342 @@
-//! `emoflow bench`: throughput and peak memory of the full set of views, per worker count.
-//!
-//! Each run happens in a fresh process (`emoflow bench-run`), so its peak resident memory is its
-//! own. Input generation is not timed; decoding is.
+//! `emoflow bench`: throughput, freshness and peak memory of the full set of views, for every
+//! number of processes and workers asked, from generated events in memory, a file, or a Kafka
+//! topic. Every run is fresh child processes (see [`crate::run`]); the table shows the median
+//! run of each configuration.
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use emoflow_dataflow::filter::Amount;
-use emoflow_dataflow::{run_views, FilterSpec, InputData, RunOptions};
-use emoflow_ingest::generator::{Generator, GeneratorConfig};
-use serde::{Deserialize, Serialize};
+use emoflow_dataflow::ViewConfig;
 
-use crate::cli::{BenchArgs, BenchRunArgs};
+use crate::kafka::BenchTopic;
+use crate::report::{self, Row};
+use crate::run::{spawn, FreshnessMs, RunInput, RunResult, RunSpec};
 
-/// What one run measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResult {
-    workers: usize,
-    lines: u64,
-    accepted: i64,
+/// Where the events come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Generated in memory by each run's processes before the clock starts; decoded in the run.
+    Memory,
+    /// An NDJSON or Parquet file (or archive directory).
+    File(PathBuf),
+    /// A fresh topic filled with generated events, drained by each run.
+    Kafka {
+        /// The brokers (`None`: the embedded broker).
+        brokers: Option<String>,
+        /// The topic's partitions.
+        partitions: i32,
+        /// Also drain into the Parquet archive, paired with the views alone.
+        archive: bool,
+    },
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the events come from.
+    pub source: Source,
+    /// Worker counts (threads per process).
+    pub workers: Vec<usize>,
+    /// Process counts (a cluster on loopback when above 1).
+    pub processes: Vec<usize>,
+    /// Events per run (generated sources).
+    pub events: u64,
+    /// Distinct users (generated sources).
+    pub users: u32,
+    /// Runs per configuration.
+    pub runs: usize,
+    /// Synthetic filters in force.
+    pub filters: usize,
+    /// The views' parameters.
+    pub views: ViewConfig,
+    /// Where the CSV goes; the SVG plot goes beside it.
+    pub csv: PathBuf,
+    /// The `emoflow` executable, which runs each measurement as `bench-run`.
+    pub exe: PathBuf,
+}
+
+/// One run of one configuration, all its processes together.
+#[derive(Debug, Clone)]
+struct Sample {
+    views: Combined,
+    /// The bare consumer's messages/s, for Kafka.
+    bare: Option<f64>,
+    /// Views and archive: events/s and bytes per event.
+    archive: Option<(f64, f64)>,
+}
+
+/// A run's processes' results as one.
+#[derive(Debug, Clone)]
+struct Combined {
+    events: u64,
+    accepted: u64,
     seconds: f64,
     peak_rss_bytes: u64,
-    /// Bytes of input held in memory during the run (the `memory` source), part of the peak.
     input_bytes: u64,
+    freshness: FreshnessMs,
+    archived: u64,
 }
 
-/// Runs every worker count `runs` times and prints the medians as a table.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.source == "file" && args.input.is_none() {
-        bail!("--source file needs --input FILE");
+impl Combined {
+    /// Process 0's counts, time and freshness (it holds the views and finishes last); every
+    /// process's memory.
+    fn of(results: &[RunResult]) -> anyhow::Result<Combined> {
+        let first = results
+            .iter()
+            .find(|r| r.process == 0)
+            .context("process 0 gave no result")?;
+        Ok(Combined {
+            events: first.events,
+            accepted: first.accepted,
+            seconds: first.seconds,
+            peak_rss_bytes: results.iter().map(|r| r.peak_rss_bytes).sum(),
+            input_bytes: results.iter().map(|r| r.input_bytes).sum(),
+            freshness: first.freshness,
+            archived: results.iter().filter_map(|r| r.archived).sum(),
+        })
     }
-    if args.source == "kafka" {
-        return crate::bench_kafka::run(&args);
-    }
-    if !matches!(args.source.as_str(), "memory" | "file") {
-        bail!("--source must be memory, file or kafka");
-    }
-    let exe = std::env::current_exe().context("cannot find this executable")?;
-    let mut rows: Vec<(usize, RunResult)> = Vec::new();
-    for &workers in &args.workers {
-        let mut results = Vec::new();
-        for run in 0..args.runs.max(1) {
-            eprintln!(
-                "bench: {workers} worker(s), run {}/{}",
-                run + 1,
-                args.runs.max(1)
-            );
-            results.push(spawn_run(&exe, &args, workers)?);
-        }
-        results.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        rows.push((workers, results[results.len() / 2].clone()));
-    }
-    print_table(&args, &rows);
-    write_csv(&args.csv, &rows)?;
-    write_plot(&args.csv.with_extension("svg"), &rows)
-}
 
-/// A bar chart of events/s per worker count, as SVG (readable by any browser).
-fn write_plot(path: &std::path::Path, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
-    let bars: Vec<(String, f64)> = rows
-        .iter()
-        .map(|(w, r)| (format!("{w} worker(s)"), r.lines as f64 / r.seconds))
-        .collect();
-    write_bars(path, "emoflow bench: events/s by worker count", &bars)
-}
-
-/// A bar chart of labelled rates, as SVG.
-pub(crate) fn write_bars(
-    path: &std::path::Path,
-    title: &str,
-    bars: &[(String, f64)],
-) -> anyhow::Result<()> {
-    let max = bars.iter().map(|r| r.1).fold(1.0, f64::max);
-    let (width, height, bar) = (120 + 130 * bars.len(), 300.0, 90.0);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="340" font-family="sans-serif" font-size="12">
-<text x="10" y="16">{title}</text>
-"#
-    );
-    for (i, (label, rate)) in bars.iter().enumerate() {
-        let h = rate / max * (height - 60.0);
-        let x = 60.0 + i as f64 * 130.0;
-        let y = height - h;
-        svg += &format!(
-            r#"<rect x="{x}" y="{y:.1}" width="{bar}" height="{h:.1}" fill="steelblue"/>
-<text x="{x}" y="{:.1}">{:.0}</text>
-<text x="{x}" y="{:.1}">{label}</text>
-"#,
-            y - 4.0,
-            rate,
-            height + 16.0
-        );
-    }
-    svg += "</svg>\n";
-    std::fs::write(path, svg).with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("bench: wrote {}", path.display());
-    Ok(())
-}
-
-fn spawn_run(exe: &PathBuf, args: &BenchArgs, workers: usize) -> anyhow::Result<RunResult> {
-    let v = &args.views;
-    let mut cmd = Command::new(exe);
-    cmd.arg("bench-run")
-        .args(["--source", &args.source])
-        .args(["--workers", &workers.to_string()])
-        .args(["--events", &args.events.to_string()])
-        .args(["--users", &args.users.to_string()])
-        .args(["--filters", &args.filters.to_string()])
-        .args(["--top-k", &v.top_k.to_string()])
-        .args(["--window", &format!("{}ms", v.window)])
-        .args(["--session-gap", &format!("{}ms", v.session_gap)])
-        .args(["--retention", &format!("{}ms", v.retention)]);
-    if let Some(input) = &args.input {
-        cmd.arg("--input").arg(input);
-    }
-    let out = cmd.output().context("cannot start a benchmark run")?;
-    if !out.status.success() {
-        bail!(
-            "benchmark run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    serde_json::from_slice(&out.stdout).context("benchmark run printed no result")
-}
-
-fn print_table(args: &BenchArgs, rows: &[(usize, RunResult)]) {
-    let base = rows
-        .iter()
-        .find(|(w, _)| *w == 1)
-        .map(|(_, r)| r.lines as f64 / r.seconds);
-    println!(
-        "source={} events={} users={} filters={} runs={} (median run)",
-        args.source, args.events, args.users, args.filters, args.runs
-    );
-    println!("| workers | lines | seconds | events/s | events/s/worker | speedup | peak RSS MiB | input in memory MiB | (peak - input) bytes/event |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut implausible = false;
-    for (w, r) in rows {
-        let rate = r.lines as f64 / r.seconds;
-        // More than linear on more workers means the runs were too short to time (start-up
-        // and noise dominate), not that the workers sped each other up.
-        implausible |= base.is_some_and(|b| rate / b > *w as f64 * 1.1);
-        let speedup = base.map_or("-".to_owned(), |b| format!("{:.2}x", rate / b));
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        println!(
-            "| {w} | {} | {:.3} | {:.0} | {:.0} | {speedup} | {:.0} | {:.0} | {:.0} |",
-            r.lines,
-            r.seconds,
-            rate,
-            rate / *w as f64,
-            mib(r.peak_rss_bytes),
-            mib(r.input_bytes),
-            r.peak_rss_bytes.saturating_sub(r.input_bytes) as f64 / r.lines.max(1) as f64,
-        );
-    }
-    if implausible {
-        println!(
-            "note: a speed-up above the worker count is not plausible: these runs are too short to time (start-up and noise dominate); use more --events or --runs"
-        );
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds.max(f64::MIN_POSITIVE)
     }
 }
 
-/// The CSV's columns; every row has one value for each.
-const CSV_HEADER: &str =
-    "workers,lines,accepted,seconds,events_per_sec,events_per_sec_per_worker,peak_rss_bytes,input_bytes";
-
-/// The rows as CSV text, with [`CSV_HEADER`] first.
-fn csv_text(rows: &[(usize, RunResult)]) -> String {
-    let mut out = format!("{CSV_HEADER}\n");
-    for (w, r) in rows {
-        let rate = r.lines as f64 / r.seconds;
-        out += &format!(
-            "{w},{},{},{:.6},{:.0},{:.0},{},{}\n",
-            r.lines,
-            r.accepted,
-            r.seconds,
-            rate,
-            rate / (*w).max(1) as f64,
-            r.peak_rss_bytes,
-            r.input_bytes
-        );
+/// Runs every configuration `runs` times, prints the table and writes the CSV and the plot.
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    if opts.workers.is_empty() || opts.processes.is_empty() {
+        bail!("give at least one worker count and one process count");
     }
-    out
-}
-
-fn write_csv(path: &PathBuf, rows: &[(usize, RunResult)]) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, csv_text(rows))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("bench: wrote {}", path.display());
-    Ok(())
-}
-
-/// `n` filters of varied shapes, as a subscriber population might hold.
-pub fn synthetic_filters(n: usize) -> Vec<(String, FilterSpec)> {
-    let emojis = emoflow_ingest::generator::EMOJIS;
-    (0..n)
-        .map(|i| {
-            let mut spec = FilterSpec::default();
-            match i % 5 {
-                0 => spec.emojis = Some(vec![emojis[i % emojis.len()].to_owned()]),
-                1 => {
-                    spec.event_types = Some(vec!["purchase".into()]);
-                    spec.min_amount = Some(Amount((i * 5) as f64));
-                }
-                2 => spec.tiers = Some(vec!["vip".into()]),
-                3 => {
-                    spec.user_ids = (0..20)
-                        .map(|u| format!("user-{}", u * 7 + i))
-                        .collect::<Vec<_>>()
-                        .into()
-                }
-                _ => {
-                    spec.event_types = Some(vec!["emoji".into(), "click".into()]);
-                    spec.tiers = Some(vec!["pro".into(), "free".into()]);
-                }
+    let topic = match &opts.source {
+        Source::Kafka {
+            brokers,
+            partitions,
+            ..
+        } => Some(BenchTopic::fill(
+            brokers.as_deref(),
+            *partitions,
+            opts.events,
+            opts.users,
+        )?),
+        _ => None,
+    };
+    let input = match (&opts.source, &topic) {
+        (Source::Memory, _) => RunInput::Memory {
+            events: opts.events,
+            users: opts.users,
+        },
+        (Source::File(path), _) => {
+            if !path.exists() {
+                bail!("--input {} does not exist", path.display());
             }
-            (format!("f{i}"), spec)
-        })
-        .collect()
-}
-
-/// One run in this process; prints its [`RunResult`] as JSON.
-pub fn run_one(args: BenchRunArgs) -> anyhow::Result<()> {
-    let mut input_bytes = 0;
-    let input = match args.source.as_str() {
-        "file" => InputData::File(args.input.context("--source file needs --input")?),
-        _ => {
-            let mut buf = Vec::with_capacity(args.events as usize * 120);
-            Generator::new(GeneratorConfig {
-                users: args.users,
-                ..GeneratorConfig::default()
-            })
-            .write_ndjson(args.events, &mut buf, |_| {})?;
-            input_bytes = buf.len() as u64;
-            InputData::Memory(Arc::from(buf.into_boxed_slice()))
+            RunInput::File(path.clone())
         }
+        (Source::Kafka { .. }, Some(t)) => RunInput::Kafka {
+            brokers: t.brokers.clone(),
+            topic: t.topic.clone(),
+            ranges: t.ranges.clone(),
+            archive: None,
+        },
+        (Source::Kafka { .. }, None) => bail!("the benchmark topic is missing"),
     };
-    let opts = RunOptions {
-        workers: args.workers,
-        views: args.views.config(),
-        filters: synthetic_filters(args.filters),
-        ..RunOptions::default()
-    };
-    let out = run_views(input, opts, None, None)?;
-    let accepted = out
-        .state
-        .as_ref()
-        .context("the run returned no views")?
-        .count(&emoflow_dataflow::update::CountKey::Total);
-    let result = RunResult {
-        workers: args.workers,
-        lines: out.lines,
-        accepted,
-        seconds: out.elapsed.as_secs_f64(),
-        peak_rss_bytes: peak_rss_bytes(),
-        input_bytes,
-    };
-    println!("{}", serde_json::to_string(&result)?);
+    let mut rows = Vec::new();
+    for &processes in &opts.processes {
+        for &workers in &opts.workers {
+            let samples = (0..opts.runs.max(1))
+                .map(|run| {
+                    eprintln!(
+                        "bench: {processes} process(es) × {workers} worker(s), run {}/{}",
+                        run + 1,
+                        opts.runs.max(1)
+                    );
+                    sample(opts, &input, topic.as_ref(), processes, workers)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            rows.push(row(processes, workers, samples));
+        }
+    }
+    println!("{}", heading(opts, topic.as_ref()));
+    print!("{}", report::table(&rows));
+    for warning in report::implausible(&rows) {
+        println!("note: {warning}");
+    }
+    println!(
+        "freshness: for every dataflow time (a batch of input; an epoch of a Kafka read), from the moment its input began to be read to the moment the views included it, under full load"
+    );
+    report::write(&opts.csv, &report::csv(&rows))?;
+    eprintln!("bench: wrote {}", opts.csv.display());
+    let svg_path = opts.csv.with_extension("svg");
+    report::write(
+        &svg_path,
+        &report::plot(&heading(opts, topic.as_ref()), &rows)?,
+    )?;
+    eprintln!("bench: wrote {}", svg_path.display());
     Ok(())
 }
 
-/// This process's peak resident memory (Linux `VmHWM`), 0 where unknown.
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// What the table measured, in one line.
+fn heading(opts: &Options, topic: Option<&BenchTopic>) -> String {
+    let source = match (&opts.source, topic) {
+        (Source::File(p), _) => format!("file {}", p.display()),
+        (Source::Kafka { .. }, Some(t)) => format!(
+            "kafka ({} broker {}, {} partitions)",
+            t.kind, t.brokers, t.partitions
+        ),
+        _ => "memory".to_owned(),
+    };
+    let generated = match opts.source {
+        Source::File(_) => String::new(),
+        _ => format!(" events={} users={}", opts.events, opts.users),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!(
+        "emoflow bench: source={source}{generated} filters={} runs={} cores={cores} (median run)",
+        opts.filters, opts.runs
+    )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_csv_row_has_a_value_for_each_column() {
-        let r = RunResult {
-            workers: 2,
-            lines: 1000,
-            accepted: 990,
-            seconds: 0.5,
-            peak_rss_bytes: 1 << 20,
-            input_bytes: 1 << 10,
-        };
-        let text = csv_text(&[(1, r.clone()), (2, r)]);
-        let columns = CSV_HEADER.split(',').count();
-        for line in text.lines() {
-            assert_eq!(line.split(',').count(), columns, "{line}");
+/// One run of a configuration: the views (and, for Kafka, the bare consumer first and the
+/// archive after, paired with it).
+fn sample(
+    opts: &Options,
+    input: &RunInput,
+    topic: Option<&BenchTopic>,
+    processes: usize,
+    workers: usize,
+) -> anyhow::Result<Sample> {
+    let bare = match topic {
+        Some(t) => {
+            let (n, seconds) = t.bare_drain(processes * workers)?;
+            if n != opts.events {
+                bail!("the bare consumer read {n} of {} messages", opts.events);
+            }
+            Some(n as f64 / seconds)
         }
-        assert_eq!(text.lines().count(), 3);
+        None => None,
+    };
+    let spec = RunSpec {
+        input: input.clone(),
+        workers,
+        filters: opts.filters,
+        views: opts.views,
+        member: None,
+    };
+    let views = Combined::of(&spawn(&opts.exe, &spec, processes)?)?;
+    if !matches!(opts.source, Source::File(_)) && views.events != opts.events {
+        bail!(
+            "the views handled {} of {} events: a run lost events",
+            views.events,
+            opts.events
+        );
+    }
+    let archive = match (&opts.source, input) {
+        (Source::Kafka { archive: true, .. }, RunInput::Kafka { .. }) => {
+            Some(archived_sample(opts, input, processes, workers)?)
+        }
+        _ => None,
+    };
+    Ok(Sample {
+        views,
+        bare,
+        archive,
+    })
+}
+
+/// A Kafka run into the views and the archive: events/s and the archive's bytes per event.
+fn archived_sample(
+    opts: &Options,
+    input: &RunInput,
+    processes: usize,
+    workers: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let dir = opts
+        .csv
+        .with_file_name(format!("bench-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut input = input.clone();
+    if let RunInput::Kafka { archive, .. } = &mut input {
+        *archive = Some(dir.clone());
+    }
+    let spec = RunSpec {
+        input,
+        workers,
+        filters: opts.filters,
+        views: opts.views,
+        member: None,
+    };
+    let archived = Combined::of(&spawn(&opts.exe, &spec, processes)?)?;
+    let bytes = dir_bytes(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    if archived.archived != archived.accepted {
+        bail!(
+            "the archive wrote {} of {} accepted events",
+            archived.archived,
+            archived.accepted
+        );
+    }
+    Ok((
+        archived.rate(),
+        bytes as f64 / archived.events.max(1) as f64,
+    ))
+}
+
+/// Bytes of every file below `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                _ => e.metadata().map_or(0, |m| m.len()),
+            })
+            .sum()
+    })
+}
+
+/// The median of `v` (0 when empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// A configuration's row: the median run by time, and the paired medians for Kafka.
+fn row(processes: usize, workers: usize, mut samples: Vec<Sample>) -> Row {
+    let bare = samples
+        .iter()
+        .map(|s| s.bare.map(|b| (b, s.views.rate() / b)))
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            (
+                median(v.iter().map(|p| p.0).collect()),
+                median(v.iter().map(|p| p.1).collect()),
+            )
+        });
+    let archive = samples
+        .iter()
+        .map(|s| {
+            s.archive
+                .map(|(rate, bytes)| (rate, 1.0 - rate / s.views.rate(), bytes))
+        })
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            (
+                median(v.iter().map(|a| a.0).collect()),
+                median(v.iter().map(|a| a.1).collect()),
+                median(v.iter().map(|a| a.2).collect()),
+            )
+        });
+    samples.sort_by(|a, b| a.views.seconds.total_cmp(&b.views.seconds));
+    let mid = &samples[samples.len() / 2].views;
+    Row {
+        processes,
+        workers,
+        events: mid.events,
+        seconds: mid.seconds,
+        peak_rss_bytes: mid.peak_rss_bytes,
+        input_bytes: mid.input_bytes,
+        freshness: mid.freshness,
+        bare,
+        archive,
     }
 }

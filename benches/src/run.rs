@@ -1,0 +1,363 @@
+//! One measured run of the views, in a process of its own (`emoflow bench-run --spec JSON`), so
+//! that its peak memory is its own. A run of a cluster is one such process per member, joined on
+//! loopback; process 0 holds the views and so the run's figures. Input generation is not
+//! timed; decoding is.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use emoflow_dataflow::archive::ArchiveConfig;
+use emoflow_dataflow::freshness::Freshness;
+use emoflow_dataflow::snapshot::ViewState;
+use emoflow_dataflow::{
+    run_views, start_kafka, Cluster, Hello, InputData, KafkaInput, KafkaRunOptions, Link,
+    RunOptions, ViewConfig,
+};
+use emoflow_ingest::generator::{Generator, GeneratorConfig};
+use emoflow_ingest::kafka::PartitionRange;
+use serde::{Deserialize, Serialize};
+
+use crate::filters::synthetic_filters;
+
+/// What a run reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RunInput {
+    /// `events` generated events of `users` users, generated in memory before the clock starts.
+    Memory {
+        /// Events.
+        events: u64,
+        /// Distinct users.
+        users: u32,
+    },
+    /// An NDJSON or Parquet file.
+    File(PathBuf),
+    /// A topic, drained from `ranges`.
+    Kafka {
+        /// `bootstrap.servers`.
+        brokers: String,
+        /// The topic.
+        topic: String,
+        /// What to read of each partition.
+        ranges: Vec<PartitionRange>,
+        /// Also archive what is read, below this directory (`process-I` for each process).
+        archive: Option<PathBuf>,
+    },
+}
+
+/// Where this process stands in a cluster run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Member {
+    /// Processes in the cluster.
+    pub processes: usize,
+    /// This process's index.
+    pub process: usize,
+    /// The cluster's hostfile (loopback addresses).
+    pub hostfile: PathBuf,
+}
+
+/// One run, as the parent hands it to a child process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// What to read.
+    pub input: RunInput,
+    /// Worker threads (in each process).
+    pub workers: usize,
+    /// Synthetic filters in force.
+    pub filters: usize,
+    /// The views' parameters.
+    pub views: ViewConfig,
+    /// The cluster, when the run has several processes.
+    pub member: Option<Member>,
+}
+
+/// The freshness distribution of a run, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct FreshnessMs {
+    /// Dataflow times measured.
+    pub samples: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+impl From<&Freshness> for FreshnessMs {
+    fn from(f: &Freshness) -> Self {
+        FreshnessMs {
+            samples: f.len(),
+            p50: f.quantile_ms(0.5),
+            p90: f.quantile_ms(0.9),
+            p99: f.quantile_ms(0.99),
+            max: f.max_ms(),
+        }
+    }
+}
+
+/// What one process of a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The process's index (0 alone).
+    pub process: usize,
+    /// Inputs the whole run handled, accepted or rejected (from process 0's views; 0 in the
+    /// other processes).
+    pub events: u64,
+    /// Events the views accepted (process 0; 0 elsewhere).
+    pub accepted: u64,
+    /// Wall time from the start of the dataflow to the final views.
+    pub seconds: f64,
+    /// Peak resident memory of this process.
+    pub peak_rss_bytes: u64,
+    /// Bytes of input this process held in memory during the run (`Memory`), part of its peak.
+    pub input_bytes: u64,
+    /// How fresh the views stayed (process 0; empty elsewhere).
+    pub freshness: FreshnessMs,
+    /// Rows this process's archive wrote, when archiving.
+    pub archived: Option<u64>,
+}
+
+/// Runs `spec` in this process and prints its [`RunResult`] as one line of JSON.
+pub fn run_child(spec_json: &str) -> anyhow::Result<()> {
+    let spec: RunSpec = serde_json::from_str(spec_json).context("a malformed run spec")?;
+    let result = measure(&spec)?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// Joins the cluster `member` describes; every process must be given the same `spec`.
+fn join(member: &Member, spec: &RunSpec) -> anyhow::Result<Link> {
+    let cluster = Cluster::from_hostfile(member.processes, member.process, &member.hostfile)?;
+    let hello = Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+        process: member.process,
+        processes: member.processes,
+        workers: spec.workers,
+        settings: vec![
+            ("command".into(), "bench-run".into()),
+            ("input".into(), format!("{:?}", spec.input)),
+            ("filters".into(), spec.filters.to_string()),
+        ],
+        http: None,
+    };
+    Ok(Link::join(&cluster, hello, Duration::from_secs(60))?)
+}
+
+/// Inputs a state has seen: accepted plus rejected.
+fn handled(state: &ViewState) -> (u64, u64) {
+    let lt = &state.lifetime;
+    let accepted = lt.total.max(0) as u64;
+    (
+        accepted + lt.rejected.values().sum::<i64>().max(0) as u64,
+        accepted,
+    )
+}
+
+/// One run in this process.
+fn measure(spec: &RunSpec) -> anyhow::Result<RunResult> {
+    let link = spec.member.as_ref().map(|m| join(m, spec)).transpose()?;
+    let process = spec.member.as_ref().map_or(0, |m| m.process);
+    let mut input_bytes = 0;
+    let out = match &spec.input {
+        RunInput::Memory { events, users } => {
+            let bytes = generate(*events, *users)?;
+            input_bytes = bytes.len() as u64;
+            views_over(InputData::Memory(bytes), spec, link)?
+        }
+        RunInput::File(path) => views_over(InputData::open_path(path)?, spec, link)?,
+        RunInput::Kafka {
+            brokers,
+            topic,
+            ranges,
+            archive,
+        } => {
+            let input = KafkaInput {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                ranges: ranges.clone(),
+            };
+            let archive = archive.as_ref().map(|dir| {
+                ArchiveConfig::new(dir.join(format!("process-{process}")), topic.clone())
+            });
+            let opts = KafkaRunOptions {
+                workers: spec.workers,
+                views: spec.views,
+                filters: synthetic_filters(spec.filters),
+                archive,
+                ..KafkaRunOptions::default()
+            };
+            let out = start_kafka(input, opts, link, |_| {})?.wait()?;
+            let archived = out.archive.as_ref().map(|a| a.rows_written);
+            (out.state, out.elapsed, out.freshness, archived)
+        }
+    };
+    let (state, seconds, freshness, archived) = out;
+    let (events, accepted) = state.as_ref().map_or((0, 0), handled);
+    Ok(RunResult {
+        process,
+        events,
+        accepted,
+        seconds: seconds.as_secs_f64(),
+        peak_rss_bytes: crate::rss::peak_rss_bytes(),
+        input_bytes,
+        freshness: FreshnessMs::from(&freshness),
+        archived,
+    })
+}
+
+/// What a run of the views over `input` left: the views, the time, the freshness and (never,
+/// here) the archive's rows.
+type Outcome = (Option<ViewState>, Duration, Freshness, Option<u64>);
+
+/// Runs the views over `input` as `spec` says.
+fn views_over(input: InputData, spec: &RunSpec, link: Option<Link>) -> anyhow::Result<Outcome> {
+    let opts = RunOptions {
+        workers: spec.workers,
+        views: spec.views,
+        filters: synthetic_filters(spec.filters),
+        ..RunOptions::default()
+    };
+    let out = run_views(input, opts, None, link)?;
+    Ok((out.state, out.elapsed, out.freshness, None))
+}
+
+/// `events` generated events as NDJSON in memory.
+fn generate(events: u64, users: u32) -> anyhow::Result<Arc<[u8]>> {
+    let mut buf = Vec::with_capacity(events as usize * 120);
+    Generator::new(GeneratorConfig {
+        users,
+        ..GeneratorConfig::default()
+    })
+    .write_ndjson(events, &mut buf, |_| {})?;
+    Ok(Arc::from(buf.into_boxed_slice()))
+}
+
+/// Runs `spec` as `processes` child processes of `exe` (`exe bench-run --spec JSON`), joined on
+/// loopback when more than one; returns each process's result, process 0's first.
+pub fn spawn(exe: &Path, spec: &RunSpec, processes: usize) -> anyhow::Result<Vec<RunResult>> {
+    let dir = std::env::temp_dir().join(format!("emoflow-bench-{}", std::process::id()));
+    let hostfile = dir.join("hostfile");
+    if processes > 1 {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(&hostfile, loopback_hostfile(processes)?)
+            .with_context(|| format!("cannot write {}", hostfile.display()))?;
+    }
+    let children: Vec<_> = (0..processes)
+        .map(|process| {
+            let mut spec = spec.clone();
+            if processes > 1 {
+                spec.member = Some(Member {
+                    processes,
+                    process,
+                    hostfile: hostfile.clone(),
+                });
+            }
+            Command::new(exe)
+                .arg("bench-run")
+                .arg("--spec")
+                .arg(serde_json::to_string(&spec)?)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot start a benchmark run")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut results = Vec::with_capacity(processes);
+    let mut failures = Vec::new();
+    for (process, child) in children.into_iter().enumerate() {
+        let out = child
+            .wait_with_output()
+            .context("cannot wait for a benchmark run")?;
+        if !out.status.success() {
+            failures.push(format!(
+                "process {process}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            continue;
+        }
+        results.push(
+            serde_json::from_slice(&out.stdout)
+                .with_context(|| format!("benchmark run {process} printed no result"))?,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if !failures.is_empty() {
+        bail!("a benchmark run failed: {}", failures.join("; "));
+    }
+    Ok(results)
+}
+
+/// A hostfile of `n` free loopback ports (the kernel's choice; released just before use).
+fn loopback_hostfile(n: usize) -> anyhow::Result<String> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free loopback ports")?;
+    let mut text = String::new();
+    for l in &listeners {
+        text += &format!("{}\n", l.local_addr()?);
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_survives_the_command_line() {
+        let spec = RunSpec {
+            input: RunInput::Kafka {
+                brokers: "127.0.0.1:9092".into(),
+                topic: "t".into(),
+                ranges: vec![PartitionRange::open(3, 5)],
+                archive: Some("a".into()),
+            },
+            workers: 2,
+            filters: 10,
+            views: ViewConfig::default(),
+            member: Some(Member {
+                processes: 2,
+                process: 1,
+                hostfile: "h".into(),
+            }),
+        };
+        let back: RunSpec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{spec:?}"));
+    }
+
+    #[test]
+    fn a_run_counts_what_it_reads_and_how_fresh_it_stayed() {
+        let spec = RunSpec {
+            input: RunInput::Memory {
+                events: 20_000,
+                users: 100,
+            },
+            workers: 2,
+            filters: 3,
+            views: ViewConfig::default(),
+            member: None,
+        };
+        let r = measure(&spec).unwrap();
+        assert_eq!(r.events, 20_000);
+        assert!(r.accepted <= r.events && r.accepted > 19_000, "{r:?}");
+        assert!(r.freshness.samples >= 1, "{r:?}");
+        assert!(r.freshness.max >= r.freshness.p50);
+        assert!(r.input_bytes > 0 && r.peak_rss_bytes >= r.input_bytes);
+    }
+
+    #[test]
+    fn a_hostfile_lists_distinct_loopback_ports() {
+        let text = loopback_hostfile(3).unwrap();
+        let lines: std::collections::BTreeSet<_> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.starts_with("127.0.0.1:")));
+    }
+}
