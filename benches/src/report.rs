@@ -114,20 +114,27 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-/// Warnings about figures that cannot be right, worded for the reader of the table.
-pub fn implausible(rows: &[Row]) -> Vec<String> {
+/// Warnings about figures that cannot be right on a machine of `cores` cores (0: unknown),
+/// worded for the reader of the table: a speed-up over 1×1 beyond the worker threads, or beyond
+/// the cores, means the runs were too short to time, not that workers sped each other up.
+pub fn implausible(rows: &[Row], cores: usize) -> Vec<String> {
     let Some(base) = base_rate(rows) else {
         return Vec::new();
     };
     rows.iter()
-        .filter(|r| r.rate() / base > r.threads() as f64 * 1.1)
-        .map(|r| {
-            format!(
-                "{}: a speed-up of {:.2}x on {} worker(s) is not plausible: these runs are too short to time (start-up and noise dominate); use more --events or --runs",
-                r.label(),
-                r.rate() / base,
-                r.threads()
-            )
+        .filter_map(|r| {
+            let speed_up = r.rate() / base;
+            let bound = match cores {
+                0 => r.threads(),
+                c => r.threads().min(c),
+            };
+            (speed_up > bound as f64 * 1.1).then(|| {
+                format!(
+                    "{}: a speed-up of {speed_up:.2}x with {} worker thread(s) on {cores} core(s) is not plausible: these runs are too short to time (start-up and noise dominate); use more --events or --runs",
+                    r.label(),
+                    r.threads(),
+                )
+            })
         })
         .collect()
 }
@@ -335,17 +342,21 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[2].starts_with("| 1×1 | 1000000 | 1.000 | 1000000 | 1000000 | 1.00x |"));
         assert!(lines[3].starts_with("| 2×1 | 1000000 | 0.625 | 1600000 | 800000 | 1.60x |"));
-        assert!(implausible(&[row(1, 1, 1.0), row(2, 1, 0.625)]).is_empty());
+        assert!(implausible(&[row(1, 1, 1.0), row(2, 1, 0.625)], 2).is_empty());
     }
 
     #[test]
     fn a_speed_up_beyond_the_workers_is_called_implausible() {
-        let warnings = implausible(&[row(1, 1, 1.0), row(1, 2, 0.2)]);
+        let warnings = implausible(&[row(1, 1, 1.0), row(1, 2, 0.2)], 8);
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].starts_with("1×2: a speed-up of 5.00x"),
             "{warnings:?}"
         );
+        // Four threads on two cores cannot go three times as fast as one.
+        let rows = [row(1, 1, 1.0), row(2, 2, 0.33)];
+        assert_eq!(implausible(&rows, 2).len(), 1);
+        assert!(implausible(&rows, 4).is_empty());
     }
 
     #[test]

@@ -156,7 +156,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     }
     println!("{}", heading(opts, topic.as_ref()));
     print!("{}", report::table(&rows));
-    for warning in report::implausible(&rows) {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    for warning in report::implausible(&rows, cores) {
         println!("note: {warning}");
     }
     println!(
