@@ -571,7 +571,10 @@ def build_inputs(root, rep):
                             need.add(str(q.relative_to(root.resolve())))
                         except ValueError:
                             pass
-        pm = load_toml(base / "Cargo.toml") if manifest is not None else None
+        member_manifest = base / "Cargo.toml"
+        if not rep.check(member_manifest.is_file(), f"workspace member {pkg or '.'} has no Cargo.toml"):
+            continue
+        pm = load_toml(member_manifest) if manifest is not None else None
         if pm:
             for kind, folder in [("bench", "benches"), ("test", "tests"), ("example", "examples"), ("bin", "src/bin")]:
                 for target in pm.get(kind, []):

@@ -23,7 +23,7 @@ COPY = [
     "deploy", "docs/docker.md", "tests/compose", "tests/support", "src",
     "ingest/Cargo.toml", "ingest/src", "dataflow/Cargo.toml", "dataflow/src",
     "query-api/Cargo.toml", "query-api/src", "query-api/assets", "query-api/benches",
-    "fixtures/Cargo.toml", "fixtures/src",
+    "fixtures/Cargo.toml", "fixtures/src", "benches/Cargo.toml", "benches/src",
 ]
 
 
@@ -174,6 +174,16 @@ class Broken(unittest.TestCase):
         with open(root / ".dockerignore", "a", encoding="utf-8") as f:
             f.write("tests/\n")
         self.assertFails(root, r"\.dockerignore leaves out tests/support/find_tansu\.rs, which the build reads")
+
+    def test_a_dockerignore_that_hides_the_benchmark_crate(self):
+        root = self.copy()
+        self.edit(root, ".dockerignore", "benches/peers/\n", "benches/\n")
+        self.assertFails(root, r"\.dockerignore leaves out benches/src/lib\.rs, which the build reads")
+
+    def test_a_workspace_member_without_a_manifest(self):
+        root = self.copy()
+        (root / "benches/Cargo.toml").unlink()
+        self.assertFails(root, r"workspace member benches has no Cargo\.toml")
 
     def test_a_dockerignore_that_keeps_target(self):
         root = self.copy()
