@@ -200,3 +200,35 @@ fn bad_arguments_are_named() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_failing_run_is_reported_with_its_log_and_stops_the_others() {
+    let dir = support::temp_dir("bench-failing");
+    // Starts like Parquet, is not: every process of the run fails to read it.
+    let bad = dir.join("bad.parquet");
+    std::fs::write(&bad, b"PAR1 and then nothing a Parquet reader understands").unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_emoflow"))
+        .args([
+            "bench",
+            "--source",
+            "file",
+            "--workers",
+            "1",
+            "--processes",
+            "2",
+        ])
+        .arg("--input")
+        .arg(&bad)
+        .arg("--csv")
+        .arg(dir.join("bench.csv"))
+        .output()
+        .expect("emoflow bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("benchmark process 0 failed"), "{stderr}");
+    assert!(stderr.contains("bad.parquet"), "{stderr}");
+    // Nobody waited for the cluster to form (that would take the join's minute).
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(!dir.join("bench.csv").exists());
+}

@@ -62,7 +62,10 @@ impl BenchTopic {
         if let Some(e) = &embedded {
             // The embedded broker keeps at most 5 MiB per partition (a limit compiled into
             // librdkafka's mock cluster): spread the events over enough partitions to keep them.
-            let needed = (events * EVENT_BYTES).div_ceil(EMBEDDED_PARTITION_BYTES) as i32;
+            let needed = events
+                .saturating_mul(EVENT_BYTES)
+                .div_ceil(EMBEDDED_PARTITION_BYTES)
+                .min(i32::MAX as u64) as i32;
             if needed > partitions {
                 eprintln!(
                     "bench: the embedded broker keeps at most {} MiB per partition; using {needed} partitions instead of {partitions}",

@@ -3,9 +3,11 @@
 //! loopback; process 0 holds the views and so the run's figures. Input generation is not
 //! timed; decoding is.
 
+use std::io::Read as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,7 +52,7 @@ pub enum RunInput {
 
 /// Where this process stands in a cluster run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Member {
+pub struct ClusterSeat {
     /// Processes in the cluster.
     pub processes: usize,
     /// This process's index.
@@ -71,7 +73,7 @@ pub struct RunSpec {
     /// The views' parameters.
     pub views: ViewConfig,
     /// The cluster, when the run has several processes.
-    pub member: Option<Member>,
+    pub member: Option<ClusterSeat>,
 }
 
 /// The freshness distribution of a run, in milliseconds.
@@ -132,7 +134,7 @@ pub fn run_child(spec_json: &str) -> anyhow::Result<()> {
 }
 
 /// Joins the cluster `member` describes; every process must be given the same `spec`.
-fn join(member: &Member, spec: &RunSpec) -> anyhow::Result<Link> {
+fn join(member: &ClusterSeat, spec: &RunSpec) -> anyhow::Result<Link> {
     let cluster = Cluster::from_hostfile(member.processes, member.process, &member.hostfile)?;
     let hello = Hello {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -161,22 +163,31 @@ fn handled(state: &ViewState) -> (u64, u64) {
 
 /// One run in this process.
 fn measure(spec: &RunSpec) -> anyhow::Result<RunResult> {
-    let link = spec.member.as_ref().map(|m| join(m, spec)).transpose()?;
     let process = spec.member.as_ref().map_or(0, |m| m.process);
-    let mut input_bytes = 0;
-    let out = match &spec.input {
-        RunInput::Memory { events, users } => {
-            let bytes = generate(*events, *users)?;
-            input_bytes = bytes.len() as u64;
-            views_over(InputData::Memory(bytes), spec, link)?
-        }
-        RunInput::File(path) => views_over(InputData::open_path(path)?, spec, link)?,
-        RunInput::Kafka {
-            brokers,
-            topic,
-            ranges,
-            archive,
-        } => {
+    // The input is ready before the cluster forms: joining is every process's barrier, so no
+    // process's clock runs while another still generates.
+    let input = match &spec.input {
+        RunInput::Memory { events, users } => Some(InputData::Memory(generate(*events, *users)?)),
+        RunInput::File(path) => Some(InputData::open_path(path)?),
+        RunInput::Kafka { .. } => None,
+    };
+    let input_bytes = match &input {
+        Some(InputData::Memory(bytes)) => bytes.len() as u64,
+        _ => 0,
+    };
+    let link = spec.member.as_ref().map(|m| join(m, spec)).transpose()?;
+    let out = match (input, &spec.input) {
+        (Some(input), _) => views_over(input, spec, link)?,
+        (None, RunInput::Memory { .. } | RunInput::File(_)) => bail!("the run's input is missing"),
+        (
+            None,
+            RunInput::Kafka {
+                brokers,
+                topic,
+                ranges,
+                archive,
+            },
+        ) => {
             let input = KafkaInput {
                 brokers: brokers.clone(),
                 topic: topic.clone(),
@@ -229,7 +240,16 @@ fn views_over(input: InputData, spec: &RunSpec, link: Option<Link>) -> anyhow::R
 
 /// `events` generated events as NDJSON in memory.
 fn generate(events: u64, users: u32) -> anyhow::Result<Arc<[u8]>> {
-    let mut buf = Vec::with_capacity(events as usize * 120);
+    let mut buf = Vec::new();
+    let bytes = usize::try_from(events)
+        .ok()
+        .and_then(|e| e.checked_mul(120))
+        .unwrap_or(usize::MAX);
+    buf.try_reserve(bytes).map_err(|_| {
+        anyhow::anyhow!(
+            "{events} events do not fit in memory: use fewer --events, or --source file"
+        )
+    })?;
     Generator::new(GeneratorConfig {
         users,
         ..GeneratorConfig::default()
@@ -239,59 +259,119 @@ fn generate(events: u64, users: u32) -> anyhow::Result<Arc<[u8]>> {
 }
 
 /// Runs `spec` as `processes` child processes of `exe` (`exe bench-run --spec JSON`), joined on
-/// loopback when more than one; returns each process's result, process 0's first.
+/// loopback when more than one; returns each process's result, process 0's first. When one
+/// fails, the others are stopped and its log is in the error.
 pub fn spawn(exe: &Path, spec: &RunSpec, processes: usize) -> anyhow::Result<Vec<RunResult>> {
-    let dir = std::env::temp_dir().join(format!("emoflow-bench-{}", std::process::id()));
-    let hostfile = dir.join("hostfile");
+    let mut runs = Runs::new()?;
+    let hostfile = runs.dir.join("hostfile");
     if processes > 1 {
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
         std::fs::write(&hostfile, loopback_hostfile(processes)?)
             .with_context(|| format!("cannot write {}", hostfile.display()))?;
     }
-    let children: Vec<_> = (0..processes)
-        .map(|process| {
-            let mut spec = spec.clone();
-            if processes > 1 {
-                spec.member = Some(Member {
-                    processes,
-                    process,
-                    hostfile: hostfile.clone(),
-                });
-            }
-            Command::new(exe)
-                .arg("bench-run")
-                .arg("--spec")
-                .arg(serde_json::to_string(&spec)?)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .context("cannot start a benchmark run")
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let mut results = Vec::with_capacity(processes);
-    let mut failures = Vec::new();
-    for (process, child) in children.into_iter().enumerate() {
-        let out = child
-            .wait_with_output()
-            .context("cannot wait for a benchmark run")?;
-        if !out.status.success() {
-            failures.push(format!(
-                "process {process}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-            continue;
+    for process in 0..processes {
+        let mut spec = spec.clone();
+        if processes > 1 {
+            spec.member = Some(ClusterSeat {
+                processes,
+                process,
+                hostfile: hostfile.clone(),
+            });
         }
-        results.push(
-            serde_json::from_slice(&out.stdout)
-                .with_context(|| format!("benchmark run {process} printed no result"))?,
-        );
+        runs.start(exe, &spec, process)?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    if !failures.is_empty() {
-        bail!("a benchmark run failed: {}", failures.join("; "));
+    let mut results = Vec::with_capacity(processes);
+    for process in 0..processes {
+        results.push(runs.wait(process)?);
     }
     Ok(results)
+}
+
+/// The child processes of one run, and their scratch directory (the hostfile and each one's
+/// log): whatever is still running when this goes is killed, and the directory removed.
+struct Runs {
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Runs {
+    fn new() -> anyhow::Result<Runs> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "emoflow-bench-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Runs {
+            dir,
+            children: Vec::new(),
+        })
+    }
+
+    fn log(&self, process: usize) -> PathBuf {
+        self.dir.join(format!("process-{process}.log"))
+    }
+
+    /// Starts process `process`; its log goes to a file (a pipe nobody reads could fill up
+    /// and stall the whole cluster).
+    fn start(&mut self, exe: &Path, spec: &RunSpec, process: usize) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.log(process))
+            .with_context(|| format!("cannot create {}", self.log(process).display()))?;
+        let child = Command::new(exe)
+            .arg("bench-run")
+            .arg("--spec")
+            .arg(serde_json::to_string(spec)?)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start a benchmark run")?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// Waits for process `process` and reads its result (one line of JSON).
+    fn wait(&mut self, process: usize) -> anyhow::Result<RunResult> {
+        let child = self
+            .children
+            .get_mut(process)
+            .context("no such benchmark process")?;
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            out.read_to_string(&mut stdout)
+                .context("cannot read a benchmark run's result")?;
+        }
+        let status = child.wait().context("cannot wait for a benchmark run")?;
+        if !status.success() {
+            let log = std::fs::read_to_string(self.log(process)).unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(2000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            bail!(
+                "benchmark process {process} failed ({status}): {}",
+                tail.trim()
+            );
+        }
+        serde_json::from_str(&stdout)
+            .with_context(|| format!("benchmark process {process} printed no result"))
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// A hostfile of `n` free loopback ports (the kernel's choice; released just before use).
@@ -323,7 +403,7 @@ mod tests {
             workers: 2,
             filters: 10,
             views: ViewConfig::default(),
-            member: Some(Member {
+            member: Some(ClusterSeat {
                 processes: 2,
                 process: 1,
                 hostfile: "h".into(),

@@ -251,7 +251,7 @@ pub struct RunOutput {
     pub elapsed: Duration,
     /// For every dataflow time, from the moment a worker of this process began reading its
     /// input to the moment the collector's views included it: how fresh the views stay under
-    /// full load. Measured in process 0 only (empty elsewhere), in time order.
+    /// full load. Measured in process 0 only (empty elsewhere).
     pub freshness: Freshness,
 }
 
@@ -368,7 +368,9 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<u6
         .unwrap_or(0);
     loop {
         inputs.advance_to(time);
-        shared.opened.open(time);
+        if shared.collecting {
+            shared.opened.open(time);
+        }
         for c in opts.filter_changes.iter().filter(|c| c.at_time == time) {
             feed.apply_change(time, &c.change());
         }
