@@ -38,15 +38,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         query_settings(&input, &cfg, &opts.filters)?,
         None,
     )?;
-    let bar = match &input {
-        InputData::Parquet(p) => ProgressTicker::start(p.total_rows(), progress, Unit::Rows),
-        _ => {
-            let size = std::fs::metadata(&args.input)
-                .with_context(|| format!("cannot read {}", args.input.display()))?
-                .len();
-            ProgressTicker::start(size, progress, Unit::Bytes)
-        }
+    // This process's share of the input: in a cluster every process reads only its workers'.
+    let share = input.process_share(&opts, args.cluster.process, args.cluster.processes)?;
+    let unit = match &input {
+        InputData::Parquet(_) => Unit::Rows,
+        _ => Unit::Bytes,
     };
+    let bar = ProgressTicker::start(share, progress, unit);
     let (tx, rx) = mpsc::channel();
     let writer = args
         .dead_letters

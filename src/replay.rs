@@ -56,7 +56,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         topic: args.topic.clone(),
         ranges,
     };
-    let total = input.known_len();
+    // In a cluster this process reads only its workers' partitions.
+    let total = input.process_known_len(args.workers, args.cluster.process, args.cluster.processes);
     let progress = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let ticker = std::thread::spawn({

@@ -65,6 +65,22 @@ impl KafkaInput {
         self.ranges.iter().map(PartitionRange::known_len).sum()
     }
 
+    /// Messages in the partitions that process `process` of `processes`, each running
+    /// `workers` workers, reads, when known up front (its progress bar).
+    pub fn process_known_len(
+        &self,
+        workers: usize,
+        process: usize,
+        processes: usize,
+    ) -> Option<u64> {
+        let workers = workers.max(1);
+        self.ranges
+            .iter()
+            .filter(|r| reader_of(r.partition, workers * processes.max(1)) / workers == process)
+            .map(PartitionRange::known_len)
+            .sum()
+    }
+
     /// True when the run follows the topic rather than ending.
     pub fn is_open(&self) -> bool {
         self.ranges.iter().any(|r| r.end == RangeEnd::Open)
@@ -955,6 +971,40 @@ fn backfill(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_known_lens_split_the_partitions_among_the_processes() {
+        let input = KafkaInput {
+            brokers: String::new(),
+            topic: "t".into(),
+            ranges: (0..7)
+                .map(|p| PartitionRange {
+                    end: RangeEnd::Offset(10 * (i64::from(p) + 1)),
+                    ..PartitionRange::open(p, 0)
+                })
+                .collect(),
+        };
+        for (workers, processes) in [(1, 1), (1, 2), (2, 2), (3, 2), (2, 3)] {
+            let lens: Vec<Option<u64>> = (0..processes)
+                .map(|p| input.process_known_len(workers, p, processes))
+                .collect();
+            let sum: u64 = lens.iter().map(|l| l.unwrap_or(0)).sum();
+            assert_eq!(Some(sum), input.known_len(), "{workers}x{processes}");
+            // Each process counts exactly the partitions its workers read.
+            for (p, len) in lens.iter().enumerate() {
+                let expected: u64 = input
+                    .ranges
+                    .iter()
+                    .filter(|r| {
+                        (p * workers..(p + 1) * workers)
+                            .contains(&reader_of(r.partition, workers * processes))
+                    })
+                    .map(|r| r.known_len().unwrap_or(0))
+                    .sum();
+                assert_eq!(*len, Some(expected), "{workers}x{processes} process {p}");
+            }
+        }
+    }
 
     #[test]
     fn clock_refusals_cover_bursts_up_to_the_next_accepted_event() {

@@ -117,6 +117,24 @@ impl InputData {
         }
     }
 
+    /// How much of the input (bytes of NDJSON, rows of Parquet) process `process` of
+    /// `processes` reads when run with `opts`: the total of its progress bar.
+    pub fn process_share(
+        &self,
+        opts: &RunOptions,
+        process: usize,
+        processes: usize,
+    ) -> Result<u64, RunError> {
+        let workers = opts.workers.max(1);
+        let shares = self.shares(workers * processes.max(1), opts.chunk_bytes)?;
+        Ok(shares
+            .iter()
+            .skip(process * workers)
+            .take(workers)
+            .map(Share::size)
+            .sum())
+    }
+
     /// What each of `workers` workers reads.
     fn shares(&self, workers: usize, chunk_bytes: u64) -> Result<Vec<Share>, RunError> {
         match self {
@@ -139,6 +157,16 @@ enum Share {
     Ranges(Vec<std::ops::Range<u64>>),
     /// Row groups of Parquet files, in file order.
     RowGroups(Vec<RowGroupRef>),
+}
+
+impl Share {
+    /// Bytes or rows in this share.
+    fn size(&self) -> u64 {
+        match self {
+            Share::Ranges(ranges) => ranges.iter().map(|r| r.end - r.start).sum(),
+            Share::RowGroups(groups) => groups.iter().map(|g| g.rows).sum(),
+        }
+    }
 }
 
 /// Shares row groups out so that every worker gets about as many rows, each worker's in file
@@ -634,4 +662,64 @@ fn ndjson_batch(
         return Err(RunError::Io(e));
     }
     Ok((read, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(n: usize) -> InputData {
+        let text: String = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"user_id":"u{}","event_type":"emoji","emoji":"🔥","ts":{}}}"#,
+                    i % 7,
+                    1_700_000_000_000i64 + i as i64
+                ) + "\n"
+            })
+            .collect();
+        InputData::Memory(Arc::from(text.into_bytes()))
+    }
+
+    #[test]
+    fn process_shares_split_the_input_among_the_processes() {
+        let input = lines(500);
+        let len = input.len().unwrap_or(0);
+        for workers in 1..=3 {
+            for processes in 1..=3 {
+                let opts = RunOptions {
+                    workers,
+                    chunk_bytes: 1000,
+                    ..RunOptions::default()
+                };
+                let shares: Vec<u64> = (0..processes)
+                    .map(|p| input.process_share(&opts, p, processes).unwrap_or(0))
+                    .collect();
+                assert_eq!(shares.iter().sum::<u64>(), len, "{workers}x{processes}");
+                assert!(
+                    shares.iter().all(|s| *s > 0),
+                    "{workers}x{processes}: {shares:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn progress_ends_at_the_process_share() {
+        for workers in 1..=2 {
+            let input = lines(300);
+            let progress = Arc::new(AtomicU64::new(0));
+            let opts = RunOptions {
+                workers,
+                chunk_bytes: 700,
+                batch_lines: 16,
+                progress: Some(progress.clone()),
+                ..RunOptions::default()
+            };
+            let share = input.process_share(&opts, 0, 1).unwrap_or(0);
+            let out = run_views(input, opts, None, None);
+            assert!(out.is_ok(), "{:?}", out.err());
+            assert_eq!(progress.load(Ordering::Relaxed), share, "{workers} workers");
+        }
+    }
 }
