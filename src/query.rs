@@ -30,7 +30,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         progress: Some(progress.clone()),
         ..RunOptions::default()
     };
-    let input = open_input(&args.input)?;
+    let input = InputData::open_path(&args.input)?;
     let link = crate::cluster::join(
         &args.cluster,
         args.workers,
@@ -136,11 +136,6 @@ fn query_settings(
         ),
     ));
     Ok(settings)
-}
-
-/// The input at `path`: Parquet (a file, or a directory of them) or NDJSON.
-pub fn open_input(path: &Path) -> anyhow::Result<InputData> {
-    Ok(InputData::open_path(path)?)
 }
 
 /// Writes dead letters as NDJSON until the sender side closes.

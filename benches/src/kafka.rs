@@ -13,8 +13,7 @@ use emoflow_ingest::kafka::{
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Bytes a generated event takes in the broker, rounded up (about 95 on average).
-const EVENT_BYTES: u64 = 120;
+use crate::GENERATED_EVENT_BYTES;
 
 /// What the embedded broker keeps per partition, with a margin below its 5 MiB.
 const EMBEDDED_PARTITION_BYTES: u64 = 4 << 20;
@@ -63,7 +62,7 @@ impl BenchTopic {
             // The embedded broker keeps at most 5 MiB per partition (a limit compiled into
             // librdkafka's mock cluster): spread the events over enough partitions to keep them.
             let needed = events
-                .saturating_mul(EVENT_BYTES)
+                .saturating_mul(GENERATED_EVENT_BYTES)
                 .div_ceil(EMBEDDED_PARTITION_BYTES)
                 .min(i32::MAX as u64) as i32;
             if needed > partitions {

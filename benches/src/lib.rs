@@ -13,6 +13,10 @@ pub mod run;
 pub mod subscribers;
 pub mod throughput;
 
+/// Bytes of one generated event, as NDJSON or as a Kafka message, rounded up (about 95 on
+/// average): for sizing buffers and partitions ahead.
+pub(crate) const GENERATED_EVENT_BYTES: u64 = 120;
+
 /// A running `emoflow serve` that a driver loads: its API and the topic it reads.
 #[derive(Debug, Clone)]
 pub struct Service {

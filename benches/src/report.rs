@@ -41,13 +41,18 @@ impl Row {
 
     /// Events per second.
     pub fn rate(&self) -> f64 {
-        self.events as f64 / self.seconds.max(f64::MIN_POSITIVE)
+        per_second(self.events, self.seconds)
     }
 
     /// `P×W`, as the table and plot label a configuration.
     fn label(&self) -> String {
         format!("{}×{}", self.processes, self.workers)
     }
+}
+
+/// `count` over `seconds` (a run too short to time still gives a finite rate).
+pub fn per_second(count: u64, seconds: f64) -> f64 {
+    count as f64 / seconds.max(f64::MIN_POSITIVE)
 }
 
 /// The rate of the one-process, one-worker row, when measured: the base of the speed-ups.

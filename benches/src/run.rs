@@ -24,6 +24,7 @@ use emoflow_ingest::kafka::PartitionRange;
 use serde::{Deserialize, Serialize};
 
 use crate::filters::synthetic_filters;
+use crate::GENERATED_EVENT_BYTES;
 
 /// What a run reads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,54 +162,59 @@ fn handled(state: &ViewState) -> (u64, u64) {
     )
 }
 
-/// One run in this process.
-fn measure(spec: &RunSpec) -> anyhow::Result<RunResult> {
-    let process = spec.member.as_ref().map_or(0, |m| m.process);
-    // The input is ready before the cluster forms: joining is every process's barrier, so no
-    // process's clock runs while another still generates.
-    let input = match &spec.input {
-        RunInput::Memory { events, users } => Some(InputData::Memory(generate(*events, *users)?)),
-        RunInput::File(path) => Some(InputData::open_path(path)?),
-        RunInput::Kafka { .. } => None,
-    };
-    let input_bytes = match &input {
-        Some(InputData::Memory(bytes)) => bytes.len() as u64,
-        _ => 0,
-    };
-    let link = spec.member.as_ref().map(|m| join(m, spec)).transpose()?;
-    let out = match (input, &spec.input) {
-        (Some(input), _) => views_over(input, spec, link)?,
-        (None, RunInput::Memory { .. } | RunInput::File(_)) => bail!("the run's input is missing"),
-        (
-            None,
+/// A run's input, made ready before the cluster forms.
+enum Ready {
+    /// Input for the views over a file or memory.
+    Views(InputData),
+    /// A topic to drain, and the archive's directory when archiving.
+    Kafka(KafkaInput, Option<PathBuf>),
+}
+
+impl Ready {
+    /// Generates or opens what `input` names.
+    fn of(input: &RunInput) -> anyhow::Result<Ready> {
+        Ok(match input {
+            RunInput::Memory { events, users } => {
+                Ready::Views(InputData::Memory(generate(*events, *users)?))
+            }
+            RunInput::File(path) => Ready::Views(InputData::open_path(path)?),
             RunInput::Kafka {
                 brokers,
                 topic,
                 ranges,
                 archive,
-            },
-        ) => {
-            let input = KafkaInput {
-                brokers: brokers.clone(),
-                topic: topic.clone(),
-                ranges: ranges.clone(),
-            };
-            let archive = archive.as_ref().map(|dir| {
-                ArchiveConfig::new(dir.join(format!("process-{process}")), topic.clone())
-            });
-            let opts = KafkaRunOptions {
-                workers: spec.workers,
-                views: spec.views,
-                filters: synthetic_filters(spec.filters),
-                archive,
-                ..KafkaRunOptions::default()
-            };
-            let out = start_kafka(input, opts, link, |_| {})?.wait()?;
-            let archived = out.archive.as_ref().map(|a| a.rows_written);
-            (out.state, out.elapsed, out.freshness, archived)
+            } => Ready::Kafka(
+                KafkaInput {
+                    brokers: brokers.clone(),
+                    topic: topic.clone(),
+                    ranges: ranges.clone(),
+                },
+                archive.clone(),
+            ),
+        })
+    }
+
+    /// Bytes of input held in memory during the run.
+    fn bytes_in_memory(&self) -> u64 {
+        match self {
+            Ready::Views(InputData::Memory(bytes)) => bytes.len() as u64,
+            _ => 0,
         }
+    }
+}
+
+/// One run in this process.
+fn measure(spec: &RunSpec) -> anyhow::Result<RunResult> {
+    let process = spec.member.as_ref().map_or(0, |m| m.process);
+    // The input is ready before the cluster forms: joining is every process's barrier, so no
+    // process's clock runs while another still generates.
+    let ready = Ready::of(&spec.input)?;
+    let input_bytes = ready.bytes_in_memory();
+    let link = spec.member.as_ref().map(|m| join(m, spec)).transpose()?;
+    let (state, seconds, freshness, archived) = match ready {
+        Ready::Views(input) => views_over(input, spec, link)?,
+        Ready::Kafka(input, archive) => kafka_over(input, archive, spec, process, link)?,
     };
-    let (state, seconds, freshness, archived) = out;
     let (events, accepted) = state.as_ref().map_or((0, 0), handled);
     Ok(RunResult {
         process,
@@ -222,8 +228,8 @@ fn measure(spec: &RunSpec) -> anyhow::Result<RunResult> {
     })
 }
 
-/// What a run of the views over `input` left: the views, the time, the freshness and (never,
-/// here) the archive's rows.
+/// What a run of the views left: the views, the time, the freshness and the archive's rows
+/// (when archiving).
 type Outcome = (Option<ViewState>, Duration, Freshness, Option<u64>);
 
 /// Runs the views over `input` as `spec` says.
@@ -238,13 +244,33 @@ fn views_over(input: InputData, spec: &RunSpec, link: Option<Link>) -> anyhow::R
     Ok((out.state, out.elapsed, out.freshness, None))
 }
 
+/// Drains `input` into the views (and, with `archive`, into this process's part of the
+/// archive below it) as `spec` says.
+fn kafka_over(
+    input: KafkaInput,
+    archive: Option<PathBuf>,
+    spec: &RunSpec,
+    process: usize,
+    link: Option<Link>,
+) -> anyhow::Result<Outcome> {
+    let archive = archive
+        .map(|dir| ArchiveConfig::new(dir.join(format!("process-{process}")), input.topic.clone()));
+    let opts = KafkaRunOptions {
+        workers: spec.workers,
+        views: spec.views,
+        filters: synthetic_filters(spec.filters),
+        archive,
+        ..KafkaRunOptions::default()
+    };
+    let out = start_kafka(input, opts, link, |_| {})?.wait()?;
+    let archived = out.archive.as_ref().map(|a| a.rows_written);
+    Ok((out.state, out.elapsed, out.freshness, archived))
+}
+
 /// `events` generated events as NDJSON in memory.
 fn generate(events: u64, users: u32) -> anyhow::Result<Arc<[u8]>> {
     let mut buf = Vec::new();
-    let bytes = usize::try_from(events)
-        .ok()
-        .and_then(|e| e.checked_mul(120))
-        .unwrap_or(usize::MAX);
+    let bytes = usize::try_from(events.saturating_mul(GENERATED_EVENT_BYTES)).unwrap_or(usize::MAX);
     buf.try_reserve(bytes).map_err(|_| {
         anyhow::anyhow!(
             "{events} events do not fit in memory: use fewer --events, or --source file"

@@ -97,7 +97,7 @@ impl Combined {
     }
 
     fn rate(&self) -> f64 {
-        self.events as f64 / self.seconds.max(f64::MIN_POSITIVE)
+        report::per_second(self.events, self.seconds)
     }
 }
 
@@ -106,37 +106,34 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     if opts.workers.is_empty() || opts.processes.is_empty() {
         bail!("give at least one worker count and one process count");
     }
-    let topic = match &opts.source {
+    let (input, topic) = match &opts.source {
+        Source::Memory => (
+            RunInput::Memory {
+                events: opts.events,
+                users: opts.users,
+            },
+            None,
+        ),
+        Source::File(path) => {
+            if !path.exists() {
+                bail!("--input {} does not exist", path.display());
+            }
+            (RunInput::File(path.clone()), None)
+        }
         Source::Kafka {
             brokers,
             partitions,
             ..
-        } => Some(BenchTopic::fill(
-            brokers.as_deref(),
-            *partitions,
-            opts.events,
-            opts.users,
-        )?),
-        _ => None,
-    };
-    let input = match (&opts.source, &topic) {
-        (Source::Memory, _) => RunInput::Memory {
-            events: opts.events,
-            users: opts.users,
-        },
-        (Source::File(path), _) => {
-            if !path.exists() {
-                bail!("--input {} does not exist", path.display());
-            }
-            RunInput::File(path.clone())
+        } => {
+            let t = BenchTopic::fill(brokers.as_deref(), *partitions, opts.events, opts.users)?;
+            let input = RunInput::Kafka {
+                brokers: t.brokers.clone(),
+                topic: t.topic.clone(),
+                ranges: t.ranges.clone(),
+                archive: None,
+            };
+            (input, Some(t))
         }
-        (Source::Kafka { .. }, Some(t)) => RunInput::Kafka {
-            brokers: t.brokers.clone(),
-            topic: t.topic.clone(),
-            ranges: t.ranges.clone(),
-            archive: None,
-        },
-        (Source::Kafka { .. }, None) => bail!("the benchmark topic is missing"),
     };
     let mut rows = Vec::new();
     for &processes in &opts.processes {
@@ -154,10 +151,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             rows.push(row(processes, workers, samples));
         }
     }
-    println!("{}", heading(opts, topic.as_ref()));
+    let title = heading(opts, topic.as_ref());
+    println!("{title}");
     print!("{}", report::table(&rows));
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    for warning in report::implausible(&rows, cores) {
+    for warning in report::implausible(&rows, cores()) {
         println!("note: {warning}");
     }
     println!(
@@ -166,10 +163,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     report::write(&opts.csv, &report::csv(&rows))?;
     eprintln!("bench: wrote {}", opts.csv.display());
     let svg_path = opts.csv.with_extension("svg");
-    report::write(
-        &svg_path,
-        &report::plot(&heading(opts, topic.as_ref()), &rows)?,
-    )?;
+    report::write(&svg_path, &report::plot(&title, &rows)?)?;
     eprintln!("bench: wrote {}", svg_path.display());
     Ok(())
 }
@@ -188,11 +182,17 @@ fn heading(opts: &Options, topic: Option<&BenchTopic>) -> String {
         Source::File(_) => String::new(),
         _ => format!(" events={} users={}", opts.events, opts.users),
     };
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!(
-        "emoflow bench: source={source}{generated} filters={} runs={} cores={cores} (median run)",
-        opts.filters, opts.runs
+        "emoflow bench: source={source}{generated} filters={} runs={} cores={} (median run)",
+        opts.filters,
+        opts.runs,
+        cores()
     )
+}
+
+/// This machine's cores (0 when unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, usize::from)
 }
 
 /// One run of a configuration: the views (and, for Kafka, the bare consumer first and the

@@ -60,11 +60,6 @@ pub struct KafkaInput {
 }
 
 impl KafkaInput {
-    /// Messages in the ranges, when that is known up front (for progress bars).
-    pub fn known_len(&self) -> Option<u64> {
-        self.ranges.iter().map(PartitionRange::known_len).sum()
-    }
-
     /// Messages in the partitions that process `process` of `processes`, each running
     /// `workers` workers, reads, when known up front (its progress bar).
     pub fn process_known_len(
@@ -989,7 +984,8 @@ mod tests {
                 .map(|p| input.process_known_len(workers, p, processes))
                 .collect();
             let sum: u64 = lens.iter().map(|l| l.unwrap_or(0)).sum();
-            assert_eq!(Some(sum), input.known_len(), "{workers}x{processes}");
+            let whole: Option<u64> = input.ranges.iter().map(PartitionRange::known_len).sum();
+            assert_eq!(Some(sum), whole, "{workers}x{processes}");
             // Each process counts exactly the partitions its workers read.
             for (p, len) in lens.iter().enumerate() {
                 let expected: u64 = input
