@@ -31,7 +31,7 @@ COPY . .
 RUN --mount=type=cache,id=emoflow-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=emoflow-cargo-git,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,id=emoflow-target,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin emoflow \
+    cargo build --release --locked --bin emoflow --no-default-features --features mimalloc \
     && install -D -m 0755 target/release/emoflow /out/emoflow
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

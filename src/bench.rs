@@ -1,5 +1,7 @@
-//! The benchmark commands' wiring: their command-line arguments become the options of the
-//! benchmark harness (`emoflow-bench`), which does the work.
+//! The benchmark commands (built with the `bench` feature, on by default): their command-line
+//! arguments and how they become the options of the benchmark harness (`emoflow-bench`), which
+//! does the work. A build without the feature (`--no-default-features --features mimalloc`, as
+//! the Docker image is built) does not link the harness.
 
 use anyhow::{bail, Context};
 use emoflow_bench::throughput::{self, Source};

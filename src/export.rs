@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use emoflow_dataflow::export::{export_events, write_view_tables, ExportRequest};
 use emoflow_dataflow::ViewsDocument;
 use emoflow_dataflow::{parse_filter_list, run_views, FilterSpec, InputData, RunOptions};
 use emoflow_ingest::parquet_source::ParquetInput;
+use emoflow_storage::export::{export_events, write_view_tables, ExportRequest};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ExportArgs;

@@ -4,6 +4,7 @@
 //! (sources), `dataflow` (the views) and `query-api` (how users read them).
 
 mod arg_values;
+#[cfg(feature = "bench")]
 mod bench;
 mod cli;
 mod cluster;
@@ -39,9 +40,13 @@ fn main() -> std::process::ExitCode {
         cli::Command::Produce(args) => produce::run(args),
         cli::Command::Replay(args) => replay::run(args),
         cli::Command::Export(args) => export::run(args),
+        #[cfg(feature = "bench")]
         cli::Command::Bench(args) => bench::run(args),
+        #[cfg(feature = "bench")]
         cli::Command::BenchRun(args) => emoflow_bench::run::run_child(&args.spec),
+        #[cfg(feature = "bench")]
         cli::Command::BenchFreshness(args) => bench::freshness(args),
+        #[cfg(feature = "bench")]
         cli::Command::BenchSubscribers(args) => bench::subscribers(args),
     };
     match result {

@@ -9,6 +9,8 @@ use anyhow::Context;
 use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewsDocument};
 use emoflow_ingest::kafka::{resolve_range, PartitionRange};
 use emoflow_ingest::MaxFuture;
+use emoflow_storage::archive::STOP_PATIENCE;
+use emoflow_storage::{ArchiveReport, ArchiveSink};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ReplayArgs;
@@ -83,6 +85,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             bar.finish_and_clear();
         }
     });
+    let archive = storage.open_archive()?;
     let out = start_kafka(
         input,
         KafkaRunOptions {
@@ -90,7 +93,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             views: cfg,
             filters,
             progress: Some(progress),
-            archive: storage.archive.clone(),
+            archive: archive.as_ref().map(ArchiveSink::tap),
             max_future: MaxFuture(args.max_future),
             ..KafkaRunOptions::default()
         },
@@ -98,6 +101,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         |_| {},
     )
     .and_then(|run| run.wait());
+    // Whatever the run's end, the archive writes what the workers handed it.
+    let archived = archive.map(|a| a.finish(STOP_PATIENCE));
     done.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     let out = out?;
@@ -107,7 +112,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             args.cluster.process,
             out.elapsed.as_secs_f64()
         );
-        return archive_outcome(&out);
+        return archive_outcome(archived.as_ref());
     };
     let doc = ViewsDocument::render(state, &cfg, &filter_ids);
     let mut sink: Box<dyn Write> = match &args.out {
@@ -138,12 +143,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             state.skipped.total, state.skipped.ranges
         );
     }
-    archive_outcome(&out)
+    archive_outcome(archived.as_ref())
 }
 
 /// Reports what the archive wrote; fails when events could not be archived.
-fn archive_outcome(out: &emoflow_dataflow::KafkaRunOutput) -> anyhow::Result<()> {
-    if let Some(a) = &out.archive {
+fn archive_outcome(archived: Option<&ArchiveReport>) -> anyhow::Result<()> {
+    if let Some(a) = archived {
         eprintln!(
             "archive {}: {} events written in {} files, {} already archived",
             a.dir, a.rows_written, a.files_written, a.rows_already_archived

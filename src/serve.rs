@@ -20,6 +20,8 @@ use emoflow_query_api::{
     AppState, ClusterRole, FilterStore, Filters, HealthProbe, HttpOptions, Hub, HubLimits,
     IngestOptions, LogSource, PeerWatch, Publisher, DEFAULT_BODY_LIMIT,
 };
+use emoflow_storage::archive::STOP_PATIENCE;
+use emoflow_storage::ArchiveSink;
 
 use crate::cli::{DemoArgs, ServeArgs};
 use emoflow_ingest::kafka::GeneratedMessages;
@@ -197,6 +199,7 @@ fn serve_with(
         }
     };
     let (mut publisher, snapshots) = Publisher::new(cfg);
+    let archive = storage.open_archive()?;
     let run = start_kafka(
         KafkaInput {
             brokers: brokers.clone(),
@@ -211,7 +214,7 @@ fn serve_with(
             // measured 470-690 batches/s against 440-470 before, with `GET /top` no slower and
             // the views still caught up: a modest gain within this machine's noise.
             background: true,
-            archive: storage.archive.clone(),
+            archive: archive.as_ref().map(ArchiveSink::tap),
             max_future: MaxFuture(args.max_future),
             filters: plan.filters,
             deliver: Some(deliver),
@@ -241,7 +244,11 @@ fn serve_with(
     } else {
         format!("embedded://{brokers}/{}", args.topic)
     };
-    let probe = HealthProbe::new(source, Some(run.reader_health()), run.archive_monitor());
+    let probe = HealthProbe::new(
+        source,
+        Some(run.reader_health()),
+        archive.as_ref().map(ArchiveSink::monitor),
+    );
     let stop_poller = Arc::new(AtomicBool::new(false));
     let poller = probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
     // The embedded broker keeps 5 MiB per partition: ingest keeps within what it holds ahead
@@ -326,12 +333,15 @@ fn serve_with(
     }
     stop_poller.store(true, Ordering::Relaxed);
     run.stop();
-    let out = run.wait()?;
+    let out = run.wait();
+    // Whatever the run's end, the archive writes what the workers handed it.
+    let archived = archive.map(|a| a.finish(STOP_PATIENCE));
+    let out = out?;
     // The watermark poller is a client of the broker too: it ends before the broker does.
     if poller.join().is_err() {
         tracing::warn!("the watermark poller panicked");
     }
-    if let Some(a) = &out.archive {
+    if let Some(a) = &archived {
         tracing::info!(
             rows = a.rows_written,
             files = a.files_written,

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use emoflow_dataflow::archive::ArchiveConfig;
-use emoflow_dataflow::data_dir::{DataDir, DirLock};
+use emoflow_storage::{ArchiveConfig, ArchiveSink, DataDir, DirLock};
 
 use crate::cli::StorageArgs;
 
@@ -71,6 +70,15 @@ pub fn for_serve(args: &StorageArgs, no_archive: bool, log: String) -> anyhow::R
 }
 
 impl Storage {
+    /// Starts the archive's writer, when archiving.
+    pub fn open_archive(&self) -> anyhow::Result<Option<ArchiveSink>> {
+        self.archive
+            .clone()
+            .map(ArchiveSink::open)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+    }
+
     /// The data directory, when the command holds it.
     pub fn data_dir(&self) -> Option<&std::path::Path> {
         self._data_dir.as_ref().map(DataDir::path)

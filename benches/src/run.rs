@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use emoflow_dataflow::archive::ArchiveConfig;
 use emoflow_dataflow::freshness::Freshness;
 use emoflow_dataflow::snapshot::ViewState;
 use emoflow_dataflow::{
@@ -21,6 +20,8 @@ use emoflow_dataflow::{
 };
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::PartitionRange;
+use emoflow_storage::archive::STOP_PATIENCE;
+use emoflow_storage::{ArchiveConfig, ArchiveSink};
 use serde::{Deserialize, Serialize};
 
 use crate::filters::synthetic_filters;
@@ -254,16 +255,20 @@ fn kafka_over(
     link: Option<Link>,
 ) -> anyhow::Result<Outcome> {
     let archive = archive
-        .map(|dir| ArchiveConfig::new(dir.join(format!("process-{process}")), input.topic.clone()));
+        .map(|dir| ArchiveConfig::new(dir.join(format!("process-{process}")), input.topic.clone()))
+        .map(ArchiveSink::open)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let opts = KafkaRunOptions {
         workers: spec.workers,
         views: spec.views,
         filters: synthetic_filters(spec.filters),
-        archive,
+        archive: archive.as_ref().map(ArchiveSink::tap),
         ..KafkaRunOptions::default()
     };
-    let out = start_kafka(input, opts, link, |_| {})?.wait()?;
-    let archived = out.archive.as_ref().map(|a| a.rows_written);
+    let out = start_kafka(input, opts, link, |_| {}).and_then(|run| run.wait());
+    let archived = archive.map(|a| a.finish(STOP_PATIENCE).rows_written);
+    let out = out?;
     Ok((out.state, out.elapsed, out.freshness, archived))
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use emoflow_ingest::kafka::{PartitionRange, PartitionReader, RangeEnd};
 use emoflow_ingest::{decode_event, MaxFuture, RejectReason};
 
-use crate::archive::{ArchiveConfig, ArchiveMonitor, ArchiveReport, ArchiveSink, WorkerArchive};
+use crate::archive_tap::ArchiveTap;
 use crate::batch::FilterKey;
 use crate::capture::{capture_channel, collect, CaptureSlot};
 use crate::cluster::Link;
@@ -100,8 +100,9 @@ pub struct KafkaRunOptions {
     /// Run the workers and the collector below normal priority, so that the threads answering
     /// requests go first on a saturated machine (see [`crate::priority`]).
     pub background: bool,
-    /// Archive every accepted event to Parquet as it is read (see [`crate::archive`]).
-    pub archive: Option<ArchiveConfig>,
+    /// Hand every message read to this keeper (the Parquet archive) as it is read; readers
+    /// pause while it must wait (see [`crate::archive_tap`]).
+    pub archive: Option<Arc<dyn ArchiveTap>>,
     /// How far an event time may lie ahead of the reader's clock; later ones are dead letters.
     pub max_future: MaxFuture,
     /// When given, every accepted event goes here once its dataflow time is complete, for live
@@ -186,7 +187,6 @@ pub struct KafkaRun {
     guards: Option<timely::communication::WorkerGuards<Result<(), RunError>>>,
     /// Process 0's collector, or another process's reporter (which holds no views).
     collector: Option<std::thread::JoinHandle<Option<(Collector, Freshness)>>>,
-    archive: Option<ArchiveSink>,
     health: Arc<ReaderHealth>,
     filters: FilterControl,
     progress: Arc<LocalProgress>,
@@ -238,10 +238,6 @@ impl LocalProgress {
     }
 }
 
-/// How long a stopping run waits for a failing archive writer before giving up on the events
-/// it holds (they stay in Kafka, and the next start archives them).
-const ARCHIVE_PATIENCE: Duration = Duration::from_secs(10);
-
 /// What a finished run produced.
 #[derive(Debug)]
 pub struct KafkaRunOutput {
@@ -253,8 +249,6 @@ pub struct KafkaRunOutput {
     /// For every epoch, from worker 0 opening it to the collector's views including it
     /// (process 0 only; empty elsewhere).
     pub freshness: Freshness,
-    /// What the archive wrote, when there is one.
-    pub archive: Option<ArchiveReport>,
 }
 
 fn now_ms() -> u64 {
@@ -297,10 +291,6 @@ pub fn start_kafka(
     let (capture, rx) = capture_channel();
     let stop = Arc::new(AtomicBool::new(false));
     let background = opts.background;
-    let archive = match &opts.archive {
-        Some(cfg) => Some(ArchiveSink::open(cfg.clone()).map_err(RunError::Io)?),
-        None => None,
-    };
     let local = process * workers..(process + 1) * workers;
     let health = Arc::new(ReaderHealth::new(
         input.ranges.iter().map(|r| r.partition),
@@ -322,7 +312,6 @@ pub fn start_kafka(
         opts,
         capture,
         stop: stop.clone(),
-        archive: archive.as_ref().map(ArchiveSink::monitor),
         progress: progress.clone(),
         opened: opened.clone(),
     });
@@ -396,7 +385,6 @@ pub fn start_kafka(
         stop,
         guards: Some(guards),
         collector: Some(collector),
-        archive,
         health,
         filters,
         progress,
@@ -436,11 +424,6 @@ impl KafkaRun {
         RunStatus(self.progress.clone())
     }
 
-    /// The archive's progress, when there is one.
-    pub fn archive_monitor(&self) -> Option<ArchiveMonitor> {
-        self.archive.as_ref().map(ArchiveSink::monitor)
-    }
-
     /// What the readers report while they run: their partitions and failures.
     pub fn reader_health(&self) -> Arc<ReaderHealth> {
         self.health.clone()
@@ -451,8 +434,8 @@ impl KafkaRun {
         self.filters.clone()
     }
 
-    /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]), and for the
-    /// archive to write what was read.
+    /// Waits for the run to end (a bounded read's end, or [`KafkaRun::stop`]). Every worker
+    /// has flushed its archive tap by then.
     pub fn wait(mut self) -> Result<KafkaRunOutput, RunError> {
         // Timely's networking panics when its threads did (a connection to another process
         // broke): that is this run's failure, not the caller's.
@@ -469,7 +452,6 @@ impl KafkaRun {
                 ))
             }
         };
-        let archive = self.archive.take().map(|a| a.finish(ARCHIVE_PATIENCE));
         for result in joined {
             result.map_err(RunError::Dataflow)??;
         }
@@ -492,7 +474,6 @@ impl KafkaRun {
             state,
             freshness,
             elapsed: self.started.elapsed(),
-            archive,
         })
     }
 }
@@ -510,7 +491,6 @@ struct Shared {
     opts: KafkaRunOptions,
     capture: CaptureSlot,
     stop: Arc<AtomicBool>,
-    archive: Option<ArchiveMonitor>,
     health: Arc<ReaderHealth>,
     filters: FilterControl,
     progress: Arc<LocalProgress>,
@@ -600,10 +580,8 @@ fn run_worker(worker: &mut timely::worker::Worker, shared: &Shared) -> Result<()
                 .map_err(|e| RunError::Io(e.to_string()))?,
         )
     };
-    let mut archive = shared
-        .archive
-        .as_ref()
-        .map(|m| WorkerArchive::new(m, mine.iter().map(|r| r.partition)));
+    let partitions: Vec<i32> = mine.iter().map(|r| r.partition).collect();
+    let mut archive = opts.archive.as_ref().map(|a| a.worker(&partitions));
     let tick = opts.tick_ms.max(1);
     // Worker 0 chooses the epochs by its clock; the others start at 0 and follow it.
     let mut epoch = 0;

@@ -10,21 +10,19 @@
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
 //!   dataflow time at a time; [`document::ViewsDocument`] renders it.
 //! - [`run::run_views`] runs it all over NDJSON or Parquet input on N threads;
-//!   [`kafka_run::start_kafka`] over a Kafka topic, archiving it to Parquet ([`archive`]) as it
-//!   reads.
+//!   [`kafka_run::start_kafka`] over a Kafka topic, handing what it reads to an
+//!   [`archive_tap::ArchiveTap`] (the Parquet archive, kept by `emoflow-storage`).
 //! - [`cluster`] makes several processes one timely computation (`--processes`).
 #![forbid(missing_docs)]
 
-pub mod archive;
+pub mod archive_tap;
 pub mod batch;
 mod capture;
 pub mod cluster;
 pub mod config;
 mod control;
 pub mod counts;
-pub mod data_dir;
 pub mod document;
-pub mod export;
 pub mod feed;
 pub mod filter;
 pub mod filter_classes;

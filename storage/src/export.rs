@@ -18,8 +18,8 @@ use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use serde::Serialize;
 
 use crate::archive::{parquet_properties, write_batch, write_parquet_atomically, ArchiveRows};
-use crate::document::ViewsDocument;
-use crate::filter::FilterSpec;
+use emoflow_dataflow::FilterSpec;
+use emoflow_dataflow::ViewsDocument;
 
 /// What to export.
 #[derive(Debug, Clone)]

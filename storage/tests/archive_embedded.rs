@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emoflow_dataflow::archive::{ArchiveConfig, ArchiveReport};
 use emoflow_dataflow::{
     run_views, start_kafka, InputData, KafkaInput, KafkaRun, KafkaRunOptions, RunOptions,
     ViewConfig, ViewsDocument,
@@ -22,6 +21,8 @@ use emoflow_ingest::decode_event;
 use emoflow_ingest::generator::{Generator, GeneratorConfig};
 use emoflow_ingest::kafka::{resolve_range, BulkProducer, EmbeddedBroker, OffsetSpec};
 use emoflow_ingest::parquet_source::ParquetInput;
+use emoflow_storage::archive::STOP_PATIENCE;
+use emoflow_storage::{ArchiveConfig, ArchiveReport, ArchiveSink};
 
 const PARTITIONS: usize = 4;
 const BAD: [&str; 3] = ["not json", r#"{"emoji":"x","ts":1}"#, "[1,2]"];
@@ -77,7 +78,12 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// Starts reading the whole topic with 2 workers, archiving into `dir` in ranges of
 /// `roll_rows`.
-fn start_archiving(t: &Topic, dir: &Path, roll_rows: usize, batch_messages: usize) -> KafkaRun {
+fn start_archiving(
+    t: &Topic,
+    dir: &Path,
+    roll_rows: usize,
+    batch_messages: usize,
+) -> (KafkaRun, ArchiveSink) {
     let ranges = resolve_range(
         &t.brokers,
         "events",
@@ -85,13 +91,15 @@ fn start_archiving(t: &Topic, dir: &Path, roll_rows: usize, batch_messages: usiz
         OffsetSpec::Latest,
     )
     .unwrap();
+    let sink = ArchiveSink::open(ArchiveConfig {
+        roll_rows,
+        ..ArchiveConfig::new(dir.to_owned(), "events".into())
+    })
+    .unwrap();
     let opts = KafkaRunOptions {
         workers: 2,
         batch_messages,
-        archive: Some(ArchiveConfig {
-            roll_rows,
-            ..ArchiveConfig::new(dir.to_owned(), "events".into())
-        }),
+        archive: Some(sink.tap()),
         ..Default::default()
     };
     let input = KafkaInput {
@@ -99,16 +107,14 @@ fn start_archiving(t: &Topic, dir: &Path, roll_rows: usize, batch_messages: usiz
         topic: "events".into(),
         ranges,
     };
-    start_kafka(input, opts, None, |_| {}).unwrap()
+    (start_kafka(input, opts, None, |_| {}).unwrap(), sink)
 }
 
 /// Reads the whole topic, archiving; what the archive did.
 fn archive(t: &Topic, dir: &Path, roll_rows: usize) -> ArchiveReport {
-    start_archiving(t, dir, roll_rows, 300)
-        .wait()
-        .unwrap()
-        .archive
-        .unwrap()
+    let (run, sink) = start_archiving(t, dir, roll_rows, 300);
+    run.wait().unwrap();
+    sink.finish(STOP_PATIENCE)
 }
 
 /// Every archived row as `(partition, offset) -> normalised event`, failing on a duplicate.
@@ -252,8 +258,8 @@ fn a_failing_writer_pauses_reading_and_loses_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&blocker, b"in the way").unwrap();
 
-    let run = start_archiving(&t, &dir, 200, 100);
-    let monitor = run.archive_monitor().unwrap();
+    let (run, sink) = start_archiving(&t, &dir, 200, 100);
+    let monitor = sink.monitor();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while monitor.report().error.is_none() {
         assert!(
@@ -267,8 +273,8 @@ fn a_failing_writer_pauses_reading_and_loses_nothing() {
         "readers must pause while the writer fails"
     );
     std::fs::remove_file(&blocker).unwrap();
-    let out = run.wait().unwrap();
-    let report = out.archive.unwrap();
+    run.wait().unwrap();
+    let report = sink.finish(STOP_PATIENCE);
     assert_eq!(report.error, None);
     assert_eq!(report.rows_abandoned, 0);
     assert_eq!(report.rows_written as usize, want.len());

@@ -49,6 +49,11 @@ use rows::HourRows;
 /// rows of chunks).
 const MAX_PENDING_JOBS: usize = 64;
 
+/// How long a stopping command waits for a failing writer before giving up on the rows it
+/// holds (they stay in Kafka, and the next start archives them): the `patience` of
+/// [`ArchiveSink::finish`].
+pub const STOP_PATIENCE: Duration = Duration::from_secs(10);
+
 /// How long the writer waits before retrying a failed write.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -414,6 +419,11 @@ impl ArchiveSink {
         ArchiveMonitor(self.inner.clone())
     }
 
+    /// The archive as a Kafka run's tap: every worker archives the partitions it reads.
+    pub fn tap(&self) -> std::sync::Arc<dyn emoflow_dataflow::archive_tap::ArchiveTap> {
+        Arc::new(self.monitor())
+    }
+
     /// Waits for the writer to write everything handed to it (giving up after `patience`
     /// while it keeps failing) and reports. Archivers must have been flushed.
     pub fn finish(mut self, patience: Duration) -> ArchiveReport {
@@ -571,5 +581,29 @@ impl WorkerArchive {
     /// True while the reader should pause (see [`ArchiveMonitor::must_wait`]).
     pub fn must_wait(&self) -> bool {
         self.monitor.as_ref().is_some_and(ArchiveMonitor::must_wait)
+    }
+}
+
+impl emoflow_dataflow::archive_tap::ArchiveTap for ArchiveMonitor {
+    fn worker(&self, partitions: &[i32]) -> Box<dyn emoflow_dataflow::archive_tap::WorkerTap> {
+        Box::new(WorkerArchive::new(self, partitions.iter().copied()))
+    }
+}
+
+impl emoflow_dataflow::archive_tap::WorkerTap for WorkerArchive {
+    fn read(&mut self, partition: i32, offset: i64, event: Option<&Event<'_>>) {
+        WorkerArchive::read(self, partition, offset, event);
+    }
+
+    fn tick(&mut self) {
+        WorkerArchive::tick(self);
+    }
+
+    fn flush(&mut self) {
+        WorkerArchive::flush(self);
+    }
+
+    fn must_wait(&self) -> bool {
+        WorkerArchive::must_wait(self)
     }
 }
