@@ -3,7 +3,7 @@
 //! starts its run with every filter found here.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use emoflow_dataflow::FilterSpec;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -50,8 +50,10 @@ pub struct StoredFilter {
     pub client_id: Option<String>,
 }
 
-/// The filters in one SQLite file.
-pub struct FilterStore(Mutex<Connection>);
+/// The filters in one SQLite file. Clones share the connection. Calls wait for the disk: from
+/// async code, make them on a blocking thread (as `Filters` does).
+#[derive(Clone)]
+pub struct FilterStore(Arc<Mutex<Connection>>);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS filters (
@@ -101,7 +103,7 @@ impl FilterStore {
 
     fn with(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA)?;
-        Ok(FilterStore(Mutex::new(conn)))
+        Ok(FilterStore(Arc::new(Mutex::new(conn))))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

@@ -1,185 +1,28 @@
-//! Filters as data: `POST/GET/DELETE /filters`, and `GET /filters/{id}/matches`.
-//!
-//! A filter is written to SQLite first, then handed to the running dataflow (which back-fills
-//! its count over the history it read) and to the delivery hub (which matches it live). The
-//! three always agree on which filters exist: changes are made one at a time.
+//! Filters as data: the routes `POST/GET/DELETE /filters` and `GET /filters/{id}/matches`
+//! over the service's [`Filters`] (kept, counted and delivered as one).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use emoflow_dataflow::{FilterControl, FilterSpec};
+use emoflow_dataflow::FilterSpec;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::app::AppState;
 use crate::content::{self, Accepts};
 use crate::error::ApiError;
-use crate::filter_store::{FilterStore, StoreError, StoredFilter};
-use crate::hub::Hub;
-
-/// Default cap on the number of filters (`--max-filters`).
-pub const DEFAULT_MAX_FILTERS: usize = 10_000;
-
-/// Longest filter id, in bytes.
-pub const MAX_ID_BYTES: usize = 64;
+pub use crate::filter_service::{check_id, Filters, DEFAULT_MAX_FILTERS, MAX_ID_BYTES};
+use crate::filter_store::StoredFilter;
+use crate::state::AppState;
 
 /// Largest body of a filter request.
 const FILTER_BODY_LIMIT: usize = 1 << 20;
 
 /// How long `POST /filters` waits for the new filter's back-fill before answering without it.
 pub const BACKFILL_WAIT: Duration = Duration::from_secs(10);
-
-/// The filters of a running service: where they are kept, counted and delivered.
-pub struct Filters {
-    store: FilterStore,
-    control: Option<FilterControl>,
-    hub: Arc<Hub>,
-    max_filters: usize,
-    /// One change at a time, so that the store, the dataflow and the hub agree.
-    changes: tokio::sync::Mutex<()>,
-}
-
-/// A store failure as an answer: 409 for an id in use, 500 otherwise.
-pub(crate) fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Exists(id) => ApiError::new(
-            StatusCode::CONFLICT,
-            format!("a filter with id {id:?} exists; delete it first or choose another id"),
-            json!({ "id": id }),
-        ),
-        e => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-            Value::Null,
-        ),
-    }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Checks a filter id: 1..=64 bytes of letters, digits, `.`, `_`, `-`, `~` (safe in a URL).
-pub fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_BYTES
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-~".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            format!("id must be 1..={MAX_ID_BYTES} letters, digits, '.', '_', '-' or '~'"),
-            json!({ "field": "id", "value": id }),
-        ))
-    }
-}
-
-fn new_id() -> String {
-    format!("f{:012x}", rand::random::<u64>() >> 16)
-}
-
-impl Filters {
-    /// The filters of `store`, counted by the run behind `control` (none: counts stay 0) and
-    /// delivered by `hub`.
-    pub fn new(
-        store: FilterStore,
-        control: Option<FilterControl>,
-        hub: Arc<Hub>,
-        max_filters: usize,
-    ) -> Self {
-        Filters {
-            store,
-            control,
-            hub,
-            max_filters,
-            changes: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// The delivery hub.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
-    /// The store.
-    pub fn store(&self) -> &FilterStore {
-        &self.store
-    }
-
-    /// Creates a filter: stored, then counted (back-filled) and delivered. Returns it.
-    pub async fn create(
-        &self,
-        id: Option<String>,
-        name: Option<String>,
-        spec: FilterSpec,
-        client_id: Option<String>,
-    ) -> Result<StoredFilter, ApiError> {
-        let _one_at_a_time = self.changes.lock().await;
-        let count = self.store.count().map_err(store_error)?;
-        if count >= self.max_filters {
-            return Err(ApiError::bad_request(
-                format!(
-                    "there are {count} filters, the most this service keeps (--max-filters); delete some first"
-                ),
-                json!({ "max_filters": self.max_filters }),
-            ));
-        }
-        let id = match id {
-            Some(id) => id,
-            None => loop {
-                let id = new_id();
-                if self.store.get(&id).map_err(store_error)?.is_none() {
-                    break id;
-                }
-            },
-        };
-        let filter = StoredFilter {
-            id,
-            name,
-            spec,
-            created_ms: now_ms(),
-            client_id,
-        };
-        self.store.insert(&filter).map_err(store_error)?;
-        let since = self
-            .control
-            .as_ref()
-            .map_or(0, |c| c.add(filter.id.clone(), filter.spec.clone()));
-        self.hub.add_filter(&filter.id, filter.spec.clone(), since);
-        Ok(filter)
-    }
-
-    /// Deletes filter `id`; false when there is none.
-    pub async fn delete(&self, id: &str) -> Result<bool, ApiError> {
-        let _one_at_a_time = self.changes.lock().await;
-        if !self.store.delete(id).map_err(store_error)? {
-            return Ok(false);
-        }
-        if let Some(c) = &self.control {
-            c.remove(id);
-        }
-        self.hub.remove_filter(id);
-        Ok(true)
-    }
-
-    /// Whether the views as of `as_of` hold filter `id`'s count whole (its back-fill done).
-    pub fn backfilled(&self, id: &str, as_of: u64) -> bool {
-        match (self.hub.since(id), &self.control) {
-            (Some(0), _) | (Some(_), None) => true,
-            (Some(since), Some(c)) => c.visible_from(since).is_some_and(|t| as_of >= t),
-            (None, _) => false,
-        }
-    }
-}
 
 /// The service's filters; 503 for a service without them (filters, push and clients).
 pub(crate) fn filters_of(app: &AppState) -> Result<&Filters, ApiError> {
@@ -317,15 +160,14 @@ fn created(filter: &StoredFilter, backfill_done: bool) -> Response {
 )]
 pub async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
-    let all = filters.store.list().map_err(store_error)?;
+    let all = filters.list().await?;
     Ok(Json(json!({ "total": all.len(), "filters": all })))
 }
 
-fn find(filters: &Filters, id: &str) -> Result<StoredFilter, ApiError> {
+async fn find(filters: &Filters, id: &str) -> Result<StoredFilter, ApiError> {
     filters
-        .store
         .get(id)
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no filter with id {id:?}")))
 }
 
@@ -343,8 +185,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
-    let filter = find(filters, &id)?;
-    let subscribers = filters.hub.subscribers_of(&id);
+    let filter = find(filters, &id).await?;
+    let subscribers = filters.hub().subscribers_of(&id);
     Ok(Json(with_fields(
         &filter,
         json!({ "subscribers": subscribers }),
@@ -397,7 +239,7 @@ pub async fn matches(
     Query(params): Query<MatchesParams>,
 ) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
-    find(filters, &id)?;
+    find(filters, &id).await?;
     let max = emoflow_dataflow::feed::RECENT_MATCHES;
     let limit = match params.limit.as_deref() {
         None => max,
@@ -414,7 +256,7 @@ pub async fn matches(
     let snap = app.snapshot();
     let as_of = snap.state.as_of;
     let recent: Vec<Value> = filters
-        .hub
+        .hub()
         .recent(&id, limit)
         .iter()
         .map(|e| serde_json::to_value(&e.event).unwrap_or(Value::Null))

@@ -14,10 +14,10 @@ use emoflow_ingest::{decode_event, Event, MaxFuture, RejectReason, Rejection};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::content::{empty_body, framing, Accepts, Framing};
 use crate::error::ApiError;
 use crate::metrics::INGEST_EVENTS;
+use crate::state::AppState;
 use crate::window::{IngestWindow, Need};
 
 /// One validated event, ready to produce: its key (the user) and its normalised JSON.

@@ -10,10 +10,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::filter_store::StoredFilter;
-use crate::filters::{filters_of, json_object, spec_of, store_error, wait_for_backfill, Filters};
+use crate::filters::{filters_of, json_object, spec_of, wait_for_backfill, Filters};
+use crate::state::AppState;
 
 /// Longest client id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -89,7 +89,7 @@ pub async fn register(
     let fields = json_object(request).await?;
     let client = client_id(&fields)?;
     let spec = spec_of(filter_fields(&fields))?;
-    let existing = filters.store().of_client(&client).map_err(store_error)?;
+    let existing = filters.of_client(&client).await?;
     if let Some(old) = &existing {
         filters.delete(&old.id).await?;
     }
@@ -150,7 +150,7 @@ pub async fn deregister(
             ))
         }
     };
-    let Some(filter) = filters.store().of_client(&client).map_err(store_error)? else {
+    let Some(filter) = filters.of_client(&client).await? else {
         return Err(ApiError::not_found(format!(
             "no registered client {client:?}"
         )));
@@ -172,9 +172,8 @@ pub async fn deregister(
 pub async fn clients(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
     let all: Vec<Value> = filters
-        .store()
         .list()
-        .map_err(store_error)?
+        .await?
         .iter()
         .filter(|f| f.client_id.is_some())
         .map(|f| client_view(f, filters))

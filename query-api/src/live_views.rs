@@ -16,11 +16,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::error::{duration_param, ApiError};
 use crate::health::health_document;
 use crate::push::{HEARTBEAT, RETRY_MS};
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 use crate::views;
 
 /// The shortest time between two messages.

@@ -22,10 +22,10 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::error::ApiError;
-use crate::filters::{filters_of, store_error};
+use crate::filters::filters_of;
 use crate::hub::{Cursor, Out, SubscribeError, Subscription};
+use crate::state::AppState;
 
 /// How often an idle stream sends a heartbeat (an SSE comment, a WebSocket ping).
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -211,9 +211,8 @@ pub async fn client_stream(
     Query(params): Query<ResumeParams>,
 ) -> Result<Response, ApiError> {
     let filter = filters_of(&app)?
-        .store()
         .of_client(&client)
-        .map_err(store_error)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no registered client {client:?}")))?;
     let sub = subscribe(&app, Some(&filter.id), addr, &headers, &params)?;
     Ok(sse_response(

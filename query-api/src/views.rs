@@ -13,9 +13,9 @@ use emoflow_dataflow::snapshot::DEAD_LETTERS_KEPT;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::error::{duration_param, ApiError};
 use crate::snapshot::Snapshot;
+use crate::state::AppState;
 
 /// `GET /stats`: lifetime counts, top-K, the newest events.
 #[utoipa::path(
