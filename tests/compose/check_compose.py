@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the container setup without a Docker engine: docker-compose.yml, the Dockerfile,
 .dockerignore, deploy/cluster-hostfile and docs/docker.md, against the Compose Specification and
-against the command line in src/cli.rs.
+against the command line in src/cli/args.rs.
 
     python3 tests/compose/check_compose.py              # from the repository root (or anywhere)
     python3 tests/compose/check_compose.py --root DIR   # check another copy of the repository
@@ -11,10 +11,10 @@ What it checks:
 - the compose file is YAML without duplicate keys, has no obsolete `version:`, and is valid
   against the Compose Specification's JSON schema (tests/compose/compose-spec.json, vendored
   from the check-jsonschema package on PyPI, see tests/compose/README.md);
-- every EMOFLOW_* variable it sets is one emoflow reads (an `env = "EMOFLOW_..."` of src/cli.rs,
+- every EMOFLOW_* variable it sets is one emoflow reads (an `env = "EMOFLOW_..."` of src/cli/args.rs,
   or a variable the sources read directly, such as EMOFLOW_LOG), and every service that runs
   `emoflow serve` lists every flag of `serve` (including flattened argument groups);
-- x-emoflow-env holds the flags' defaults as src/cli.rs has them (except the wiring:
+- x-emoflow-env holds the flags' defaults as src/cli/args.rs has them (except the wiring:
   brokers, listen address, data and archive directories), `${NAME:-default}` interpolations
   name their own variable, and flags without a default are left unset;
 - depends_on names existing services that are enabled whenever the dependent one is
@@ -55,7 +55,9 @@ except ImportError:  # pragma: no cover
 
 COMPOSE_FILE = "docker-compose.yml"
 SCHEMA_FILE = "tests/compose/compose-spec.json"
-CLI_FILE = "src/cli.rs"
+CLI_FILE = "src/cli/args.rs"
+# The command line: the commands (mod.rs) and their arguments (args.rs, and bench.rs).
+CLI_DIR = "src/cli"
 DOCS_FILE = "docs/docker.md"
 SHARED_ENV_KEY = "x-emoflow-env"
 
@@ -321,12 +323,12 @@ def known_env_vars(root, cli_text):
     sources (not the tests) read directly."""
     flags = set(re.findall(r'\benv\s*=\s*"(EMOFLOW_\w+)"', without_comments(cli_text, code_classes(cli_text))))
     other = set()
-    for d in ["src", "ingest/src", "dataflow/src", "query-api/src"]:
+    for d in ["src", "ingest/src", "dataflow/src", "storage/src", "query-api/src"]:
         base = root / d
         if not base.is_dir():
             continue
         for p in sorted(base.rglob("*.rs")):
-            if p == root / CLI_FILE:
+            if p.parent == root / CLI_DIR:
                 continue
             t = p.read_text(encoding="utf-8")
             t = without_comments(t, code_classes(t))
@@ -712,7 +714,7 @@ def main():
     if not cli_path.is_file():
         print(f"check_compose: {cli_path} is missing", file=sys.stderr)
         return 1
-    cli_text = cli_path.read_text(encoding="utf-8")
+    cli_text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / CLI_DIR).glob("*.rs")))
     flags, _ = serve_flags(cli_text)
     if not flags:
         print(f"check_compose: cannot find the `serve` command's arguments in {CLI_FILE}", file=sys.stderr)

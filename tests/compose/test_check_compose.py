@@ -22,6 +22,7 @@ COPY = [
     "docker-compose.yml", "Dockerfile", ".dockerignore", "Cargo.toml", "Cargo.lock", "build.rs",
     "deploy", "docs/docker.md", "tests/compose", "tests/support", "src",
     "ingest/Cargo.toml", "ingest/src", "dataflow/Cargo.toml", "dataflow/src",
+    "storage/Cargo.toml", "storage/src",
     "query-api/Cargo.toml", "query-api/src", "query-api/assets", "query-api/benches",
     "fixtures/Cargo.toml", "fixtures/src", "benches/Cargo.toml", "benches/src",
 ]
@@ -82,14 +83,14 @@ class Broken(unittest.TestCase):
 
     def test_a_new_flag_in_cli_rs(self):
         root = self.copy()
-        self.edit(root, "src/cli.rs", "pub struct HttpArgs {",
+        self.edit(root, "src/cli/args.rs", "pub struct HttpArgs {",
                   'pub struct HttpArgs {\n    /// New.\n    #[arg(long, env = "EMOFLOW_SHINY_NEW")]\n    pub shiny_new: Option<String>,')
         self.assertFails(root, r"does not list EMOFLOW_SHINY_NEW \(--shiny-new\)", r"docker\.md does not mention EMOFLOW_SHINY_NEW")
 
     def test_a_default_that_drifted(self):
         root = self.copy()
         self.edit(root, "docker-compose.yml", "${EMOFLOW_WINDOW:-10s}", "${EMOFLOW_WINDOW:-5s}")
-        self.assertFails(root, r"EMOFLOW_WINDOW is '5s' but its default in src/cli.rs is '10s'")
+        self.assertFails(root, r"EMOFLOW_WINDOW is '5s' but its default in src/cli/args.rs is '10s'")
 
     def test_an_interpolation_of_another_variable(self):
         root = self.copy()
