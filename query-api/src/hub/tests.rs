@@ -1,0 +1,185 @@
+//! The hub against what its subscribers must see.
+use super::*;
+use std::time::Duration;
+
+fn event(p: i32, o: i64, emoji: &str) -> ShownEvent {
+    ShownEvent {
+        ts: 1_000 + o,
+        partition: p,
+        offset: o,
+        user_id: format!("u{o}"),
+        emoji: Some(emoji.into()),
+        event_type: "emoji".into(),
+        tier: None,
+        amount: None,
+    }
+}
+
+fn delivery(events: Vec<ShownEvent>, positions: &[(i32, i64)]) -> Delivery {
+    Delivery {
+        as_of: 1,
+        positions: positions.iter().copied().collect(),
+        events,
+        backfilled: Vec::new(),
+    }
+}
+
+fn fire() -> FilterSpec {
+    FilterSpec {
+        emojis: Some(vec!["🔥".into()]),
+        ..FilterSpec::default()
+    }
+}
+
+const ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+async fn drain(sub: &mut Subscription) -> Vec<(i32, i64)> {
+    let mut got = Vec::new();
+    while let Some(outs) = sub.next(Duration::from_millis(20), 100).await {
+        let mut quiet = true;
+        for o in outs {
+            if let Out::Event(e, _) = o {
+                got.push((e.event.partition, e.event.offset));
+                quiet = false;
+            }
+        }
+        if quiet {
+            break;
+        }
+    }
+    got
+}
+
+#[test]
+fn cursors_round_trip_and_refuse_nonsense() {
+    let c = Cursor::parse("0:15, 1:7").unwrap_or_default();
+    assert_eq!(c.render(), "0:15,1:7");
+    assert!(Cursor::parse("0-15").is_err());
+    assert!(Cursor::parse("0:-1").is_err());
+    assert_eq!(Cursor::parse("").map(|c| c.render()), Ok(String::new()));
+}
+
+#[tokio::test]
+async fn a_resumed_subscriber_misses_nothing_and_gets_nothing_twice() {
+    let hub = Hub::new([(0, 0), (1, 0)].into(), None, HubLimits::default());
+    hub.add_filter("f", fire(), 0);
+    let mut live = hub.subscribe(Some("f"), None, ADDR).unwrap();
+    hub.deliver(delivery(
+        vec![event(0, 0, "🔥"), event(1, 0, "👍"), event(1, 1, "🔥")],
+        &[(0, 1), (1, 2)],
+    ));
+    assert_eq!(drain(&mut live).await, vec![(0, 0), (1, 1)]);
+    let resume = Cursor::parse(&live.cursor()).unwrap_or_default();
+    drop(live);
+    hub.deliver(delivery(
+        vec![event(0, 1, "🔥"), event(1, 2, "🔥")],
+        &[(0, 2), (1, 3)],
+    ));
+    let mut back = hub.subscribe(Some("f"), Some(resume), ADDR).unwrap();
+    hub.deliver(delivery(vec![event(0, 2, "🔥")], &[(0, 3), (1, 3)]));
+    assert_eq!(drain(&mut back).await, vec![(0, 1), (1, 2), (0, 2)]);
+}
+
+#[tokio::test]
+async fn a_cursor_ahead_of_the_views_skips_what_it_had() {
+    // After a restart the views read the topic again from its start: a client that
+    // resumes before they catch up must not get again what it had.
+    let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
+    hub.add_filter("f", fire(), 0);
+    let mut sub = hub
+        .subscribe(Some("f"), Cursor::parse("0:2").ok(), ADDR)
+        .unwrap();
+    let events = (0..4).map(|o| event(0, o, "🔥")).collect();
+    hub.deliver(delivery(events, &[(0, 4)]));
+    assert_eq!(drain(&mut sub).await, vec![(0, 2), (0, 3)]);
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_cut_off_and_told_where_to_resume() {
+    let limits = HubLimits {
+        buffer: 2,
+        ..HubLimits::default()
+    };
+    let hub = Hub::new([(0, 0)].into(), None, limits);
+    hub.add_filter("f", fire(), 0);
+    let mut slow = hub.subscribe(Some("f"), None, ADDR).unwrap();
+    let mut other = hub.subscribe(Some("f"), None, ADDR).unwrap();
+    hub.deliver(delivery(
+        vec![event(0, 0, "🔥"), event(0, 1, "🔥")],
+        &[(0, 2)],
+    ));
+    assert_eq!(drain(&mut other).await.len(), 2);
+    hub.deliver(delivery(vec![event(0, 2, "🔥")], &[(0, 3)]));
+    assert_eq!(
+        hub.stats().cut_off,
+        1,
+        "the full buffer is cut off, not waited for"
+    );
+    let mut last = Vec::new();
+    while let Some(outs) = slow.next(Duration::from_millis(20), 100).await {
+        last = outs;
+    }
+    match last.as_slice() {
+        [Out::Closed { reason, cursor }] => {
+            assert!(reason.contains("too slowly"), "{reason}");
+            assert_eq!(cursor, "0:2");
+        }
+        other => panic!("expected a final message, got {other:?}"),
+    }
+    assert_eq!(drain(&mut other).await, vec![(0, 2)]);
+}
+
+#[tokio::test]
+async fn without_the_log_an_old_cursor_is_answered_with_a_reset() {
+    let limits = HubLimits {
+        memory_events: 2,
+        ..HubLimits::default()
+    };
+    let hub = Hub::new([(0, 0)].into(), None, limits);
+    hub.add_filter("f", fire(), 0);
+    let events = (0..5).map(|o| event(0, o, "🔥")).collect();
+    hub.deliver(delivery(events, &[(0, 5)]));
+    let mut sub = hub
+        .subscribe(Some("f"), Cursor::parse("0:1").ok(), ADDR)
+        .unwrap();
+    let first = sub
+        .next(Duration::from_millis(20), 100)
+        .await
+        .unwrap_or_default();
+    assert!(
+        matches!(
+            first.as_slice(),
+            [Out::Reset {
+                requested: 1,
+                restart: 3,
+                ..
+            }]
+        ),
+        "{first:?}"
+    );
+    assert_eq!(drain(&mut sub).await, vec![(0, 3), (0, 4)]);
+}
+
+#[test]
+fn caps_refuse_subscribers_past_them() {
+    let limits = HubLimits {
+        max_per_address: 1,
+        ..HubLimits::default()
+    };
+    let hub = Hub::new(BTreeMap::new(), None, limits);
+    let first = hub.subscribe(None, None, ADDR);
+    assert!(first.is_ok());
+    assert!(matches!(
+        hub.subscribe(None, None, ADDR),
+        Err(SubscribeError::Busy(_))
+    ));
+    drop(first);
+    assert!(
+        hub.subscribe(None, None, ADDR).is_ok(),
+        "a leaving subscriber frees its place"
+    );
+    assert!(matches!(
+        hub.subscribe(Some("nope"), None, ADDR),
+        Err(SubscribeError::NoFilter(_))
+    ));
+}
