@@ -22,9 +22,6 @@ use timely::communication::{Hooks, WorkerGuards};
 /// Most processes a cluster may have.
 pub const MAX_PROCESSES: usize = 256;
 
-/// How long a process waits for the others by default.
-pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// How often a process tries again to reach, or checks for, another while joining: processes
 /// usually start within milliseconds of each other, and the join is part of every run's time.
 const POLL: Duration = Duration::from_millis(5);

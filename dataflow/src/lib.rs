@@ -16,35 +16,35 @@
 #![forbid(missing_docs)]
 
 pub mod archive_tap;
-pub mod batch;
+pub(crate) mod batch;
 mod capture;
-pub mod cluster;
-pub mod config;
+pub(crate) mod cluster;
+pub(crate) mod config;
 mod control;
-pub mod counts;
+pub(crate) mod counts;
 pub mod document;
 pub mod feed;
 pub mod filter;
-pub mod filter_classes;
+pub(crate) mod filter_classes;
 pub mod filter_control;
 pub mod filter_index;
 #[cfg(test)]
 mod filter_strategies;
 pub mod freshness;
-pub mod intern;
+pub(crate) mod intern;
 pub mod kafka_run;
 #[cfg(test)]
 mod oracle_check;
-pub mod priority;
+pub(crate) mod priority;
 pub mod reader_health;
-pub mod retained;
-pub mod run;
+pub(crate) mod retained;
+pub(crate) mod run;
 pub mod sessions;
 pub mod snapshot;
-pub mod topk;
+pub(crate) mod topk;
 pub mod update;
 pub mod views;
-pub mod windows;
+pub(crate) mod windows;
 
 pub use cluster::{Cluster, ClusterError, Hello, Link, Member};
 pub use config::{ViewConfig, WINDOWS_SHOWN};

@@ -20,6 +20,7 @@
 pub mod coverage;
 mod files;
 mod rows;
+mod tap;
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -581,29 +582,5 @@ impl WorkerArchive {
     /// True while the reader should pause (see [`ArchiveMonitor::must_wait`]).
     pub fn must_wait(&self) -> bool {
         self.monitor.as_ref().is_some_and(ArchiveMonitor::must_wait)
-    }
-}
-
-impl emoflow_dataflow::archive_tap::ArchiveTap for ArchiveMonitor {
-    fn worker(&self, partitions: &[i32]) -> Box<dyn emoflow_dataflow::archive_tap::WorkerTap> {
-        Box::new(WorkerArchive::new(self, partitions.iter().copied()))
-    }
-}
-
-impl emoflow_dataflow::archive_tap::WorkerTap for WorkerArchive {
-    fn read(&mut self, partition: i32, offset: i64, event: Option<&Event<'_>>) {
-        WorkerArchive::read(self, partition, offset, event);
-    }
-
-    fn tick(&mut self) {
-        WorkerArchive::tick(self);
-    }
-
-    fn flush(&mut self) {
-        WorkerArchive::flush(self);
-    }
-
-    fn must_wait(&self) -> bool {
-        WorkerArchive::must_wait(self)
     }
 }
