@@ -78,6 +78,14 @@ mod tests {
         }
     }
 
+    /// Each command line is refused with an error containing its text.
+    fn assert_refused(cases: &[(&[&str], &str)]) {
+        for (args, says) in cases {
+            let e = refused(args);
+            assert!(e.contains(says), "{args:?}: {e}");
+        }
+    }
+
     fn refused(args: &[&str]) -> String {
         match Cli::try_parse_from(args) {
             Ok(cli) => panic!("{args:?} was accepted: {cli:?}"),
@@ -111,10 +119,7 @@ mod tests {
                 "from 1 to 1000",
             ),
         ];
-        for (args, says) in cases {
-            let e = refused(args);
-            assert!(e.contains(says), "{args:?}: {e}");
-        }
+        assert_refused(cases);
     }
 
     #[cfg(feature = "bench")]
@@ -126,10 +131,7 @@ mod tests {
             (&["emoflow", "bench", "--events", "-1"], "at least 1"),
             (&["emoflow", "bench", "--workers", "1,0"], "from 1 to"),
         ];
-        for (args, says) in cases {
-            let e = refused(args);
-            assert!(e.contains(says), "{args:?}: {e}");
-        }
+        assert_refused(&cases);
     }
 
     #[cfg(feature = "bench")]
