@@ -8,6 +8,7 @@ mod arg_values;
 mod bench;
 mod cli;
 mod cluster;
+mod demo;
 mod export;
 mod produce;
 mod query;
@@ -36,7 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Query(args) => query::run(args),
         cli::Command::Serve(args) => serve::run(args),
-        cli::Command::Demo(args) => serve::demo(args),
+        cli::Command::Demo(args) => demo::run(args),
         cli::Command::Produce(args) => produce::run(args),
         cli::Command::Replay(args) => replay::run(args),
         cli::Command::Export(args) => export::run(args),
