@@ -144,9 +144,9 @@ pub fn write_dead_letters(path: &Path, rx: mpsc::Receiver<DeadLetter>) -> anyhow
     let mut w = BufWriter::new(file);
     for dl in rx {
         let record = serde_json::json!({
-            "line": dl.line,
-            "reason": dl.rejection.reason.as_str(),
-            "detail": dl.rejection.detail,
+            "line": dl.line.unwrap_or(0),
+            "reason": dl.reason,
+            "detail": dl.detail,
             "payload": dl.payload,
         });
         serde_json::to_writer(&mut w, &record)?;

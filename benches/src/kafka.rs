@@ -105,7 +105,7 @@ impl BenchTopic {
                 let mine: Vec<PartitionRange> = self
                     .ranges
                     .iter()
-                    .filter(|r| emoflow_dataflow::kafka_run::reader_of(r.partition, readers) == w)
+                    .filter(|r| emoflow_dataflow::reader_of(r.partition, readers) == w)
                     .copied()
                     .collect();
                 let (brokers, topic) = (self.brokers.clone(), self.topic.clone());

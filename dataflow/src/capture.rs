@@ -10,16 +10,16 @@ use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::ProbeHandle;
 
 use crate::config::ViewConfig;
+use crate::report::Output;
 use crate::snapshot::{CapturedEvent, Collector};
-use crate::update::ViewUpdate;
 use crate::views::{build_views, ViewInputs};
 
 /// Sends captured updates to the collector from worker 0; other workers capture nothing (all
 /// updates are routed to worker 0 first).
 struct ToCollector(Option<mpsc::Sender<CapturedEvent>>);
 
-impl EventPusher<u64, Vec<(ViewUpdate, u64, isize)>> for ToCollector {
-    fn push(&mut self, event: Captured<u64, Vec<(ViewUpdate, u64, isize)>>) {
+impl EventPusher<u64, Vec<(Output, u64, isize)>> for ToCollector {
+    fn push(&mut self, event: Captured<u64, Vec<(Output, u64, isize)>>) {
         if let Some(tx) = &self.0 {
             // The collector only goes away when the run is abandoned.
             let _ = tx.send(event);

@@ -12,14 +12,15 @@ use timely::dataflow::operators::vec::Broadcast as _;
 use timely::dataflow::operators::{Input as _, Inspect as _};
 use timely::dataflow::InputHandle;
 
+use crate::filter_control::FilterChange;
+
 /// One control message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Control {
     /// Worker 0 advanced to this dataflow time: the others follow.
     Epoch(u64),
-    /// Filter change number `seq`, as the JSON of a [`crate::FilterChange`] (JSON, not the
-    /// wire's own encoding: a filter leaves out the predicates it does not have).
-    Filter(u64, String),
+    /// Filter change number `seq`, in its own form (see [`crate::FilterSpec`]).
+    Filter(u64, FilterChange),
     /// Stop reading (a process was asked to stop: all stop together).
     Stop,
     /// Worker 0 finished its bounded read: the others close their epochs by their own clocks.
@@ -63,12 +64,24 @@ impl ControlPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::FilterSpec;
 
     #[test]
     fn control_messages_survive_the_wire_encoding() {
         for c in [
             Control::Epoch(42),
-            Control::Filter(3, r#"{"Add":{"id":"a","spec":{"emojis":["x"]}}}"#.into()),
+            Control::Filter(
+                3,
+                FilterChange::Add {
+                    id: "a".into(),
+                    spec: FilterSpec {
+                        emojis: Some(vec!["x".into()]),
+                        min_amount: Some(crate::filter::Amount(2.5)),
+                        ..FilterSpec::default()
+                    },
+                },
+            ),
+            Control::Filter(4, FilterChange::Remove { id: "a".into() }),
             Control::Stop,
             Control::LeaderDone,
         ] {

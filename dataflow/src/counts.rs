@@ -3,7 +3,7 @@
 //! inputs per reason. E is every accepted event ever read: lifetime counts never forget, so
 //! retention does not apply to them.
 //!
-//! Each reading worker pre-aggregates its batch into one delta per key ([`crate::feed::Feed`]),
+//! Each reading worker pre-aggregates its batch into one delta per key (the `Feed`, `feed.rs`),
 //! so the exchange carries one record per key per batch; differential's `count_total` sums
 //! the deltas of every worker per key.
 

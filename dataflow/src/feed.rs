@@ -17,7 +17,8 @@ use crate::filter::{Amount, FilterSpec};
 use crate::filter_classes::ClassCounter;
 use crate::filter_control::FilterChange;
 use crate::filter_index::FilterIndex;
-use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
+use crate::report::{DeadLetter, RunReport};
+use crate::update::{CountKey, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
 /// The worker that owns `user_id`'s sessions and retained events, among `peers`.
@@ -161,7 +162,7 @@ pub struct Feed {
     event_types: FxHashMap<Box<str>, i64>,
     windows: FxHashMap<i64, WindowAgg>,
     rejected: RejectCounts,
-    dead_letters: Vec<DeadLetterRecord>,
+    dead_letters: Vec<DeadLetter>,
     /// The last accepted events of this batch, a ring: `recent[next]` is overwritten next.
     recent: Vec<RecentSlot>,
     recent_next: usize,
@@ -184,7 +185,7 @@ pub struct Feed {
     /// With delivery on: the events accepted since the last flush.
     accepted: Vec<ShownEvent>,
     /// With delivery on: back-filled filters' newest matches, to send at the next flush.
-    found: Vec<ViewUpdate>,
+    found: Vec<RunReport>,
 }
 
 fn bump(map: &mut FxHashMap<Box<str>, i64>, key: &str) {
@@ -226,7 +227,7 @@ impl Feed {
     }
 
     /// Sends every accepted event, and each back-filled filter's newest matches, out of the
-    /// dataflow for live delivery (see [`ViewUpdate::Accepted`]).
+    /// dataflow for live delivery (see [`RunReport::Accepted`]).
     pub fn deliver_events(&mut self) {
         self.deliver = true;
     }
@@ -403,8 +404,7 @@ impl Feed {
         for f in &mut self.filters {
             if f.backfilling && self.deliver {
                 for event in f.found.take() {
-                    self.found
-                        .push(ViewUpdate::Backfilled(f.key.clone(), event));
+                    self.found.push(RunReport::Backfilled(f.key.clone(), event));
                 }
             }
             f.backfilling = false;
@@ -417,7 +417,7 @@ impl Feed {
     }
 
     /// Counts a rejected message and keeps it for the dead-letter store.
-    pub fn reject_kept(&mut self, record: DeadLetterRecord, reason: RejectReason) {
+    pub fn reject_kept(&mut self, record: DeadLetter, reason: RejectReason) {
         self.rejected.add(reason);
         self.dead_letters.push(record);
     }
@@ -448,7 +448,7 @@ impl Feed {
             }
         }
         for record in self.dead_letters.drain(..) {
-            inputs.extras.update(ViewUpdate::DeadLetter(record), 1);
+            inputs.reports.update(RunReport::DeadLetter(record), 1);
         }
         let oldest = (self.recent_next + RECENT_EVENTS - self.recent_len) % RECENT_EVENTS;
         for i in 0..self.recent_len {
@@ -459,10 +459,10 @@ impl Feed {
         self.recent_len = 0;
         self.drain_classes();
         for event in self.accepted.drain(..) {
-            inputs.extras.update(ViewUpdate::Accepted(event), 1);
+            inputs.reports.update(RunReport::Accepted(event), 1);
         }
         for found in self.found.drain(..) {
-            inputs.extras.update(found, 1);
+            inputs.reports.update(found, 1);
         }
         for f in &mut self.filters {
             push_deltas(f, &mut self.batches[f.dest]);

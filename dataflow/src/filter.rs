@@ -4,9 +4,9 @@
 //! predicate holds; a filter with no predicate matches every event. A filter's count is its
 //! matches in the retained history, including a filter added later (back-filled).
 //!
-//! This module is what a subscriber asks for. [`crate::filter_index`] matches events against
-//! many filters at once; the counts are made by the reading workers ([`crate::feed::Feed`]) and
-//! kept per retention bucket by the filter's owner ([`crate::retained`]).
+//! This module is what a subscriber asks for. `filter_index.rs` matches events against
+//! many filters at once; the counts are made by the reading workers (`feed.rs`) and
+//! kept per retention bucket by the filter's owner (`retained.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -42,45 +42,57 @@ impl std::hash::Hash for Amount {
 /// A filter's predicates. Each given predicate must hold; a filter with none matches every event.
 /// Lists mean "the event's field is one of these" (an event without the field never matches);
 /// amount bounds are inclusive and need the event to have an amount.
+///
+/// JSON leaves out the predicates a filter does not have; between workers (bincode) every
+/// field is written, so a filter crosses workers in this form ([`crate::wire`]).
 #[derive(
-    Debug,
-    Clone,
-    Default,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, utoipa::ToSchema,
 )]
 pub struct FilterSpec {
     /// Accepted event types.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub event_types: Option<Vec<String>>,
     /// Accepted emojis.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub emojis: Option<Vec<String>>,
     /// Accepted tiers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tiers: Option<Vec<String>>,
     /// Accepted users.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub user_ids: Option<Vec<String>>,
     /// Smallest accepted amount.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schema(value_type = Option<f64>)]
     pub min_amount: Option<Amount>,
     /// Largest accepted amount.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schema(value_type = Option<f64>)]
     pub max_amount: Option<Amount>,
 }
 
+impl Serialize for FilterSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let readable = s.is_human_readable();
+        let mut out = s.serialize_struct("FilterSpec", 6)?;
+        for (name, list) in [
+            ("event_types", &self.event_types),
+            ("emojis", &self.emojis),
+            ("tiers", &self.tiers),
+            ("user_ids", &self.user_ids),
+        ] {
+            crate::wire::optional(&mut out, readable, name, list)?;
+        }
+        crate::wire::optional(&mut out, readable, "min_amount", &self.min_amount)?;
+        crate::wire::optional(&mut out, readable, "max_amount", &self.max_amount)?;
+        out.end()
+    }
+}
+
 impl FilterSpec {
     /// Whether `e` matches, by the definition (the oracle's way;
-    /// [`crate::filter_index::FilterIndex`] is the fast way and must agree).
+    /// `FilterIndex` in `filter_index.rs` is the fast way and must agree).
     pub fn matches(&self, e: &Event<'_>) -> bool {
         let one_of = |list: &Option<Vec<String>>, v: Option<&str>| match list {
             None => true,

@@ -45,7 +45,7 @@ struct Inner {
     applied: Mutex<Vec<Applied>>,
 }
 
-/// Sends filter changes to a running Kafka dataflow (see [`crate::KafkaRun::filter_control`]);
+/// Sends filter changes to a running Kafka dataflow (see `Run::filter_control`);
 /// clones share the run.
 #[derive(Debug, Clone)]
 pub struct FilterControl(Arc<Inner>);

@@ -9,8 +9,10 @@
 //!   events to their owners.
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
 //!   dataflow time at a time; [`document::ViewsDocument`] renders it.
-//! - [`run::run_views`] runs it all over NDJSON or Parquet input on N threads;
-//!   [`kafka_run::start_kafka`] over a Kafka topic, handing what it reads to an
+//! - [`runner`] runs it all, one worker loop for every input: each worker reads a
+//!   [`source`] (NDJSON, Parquet, Kafka partitions) through the one [`intake`] (decode, then
+//!   accept or reject), its clock ending dataflow times. [`run_views`] describes a run over
+//!   files, [`start_kafka`] one over a Kafka topic, handing what it reads to an
 //!   [`archive_tap::ArchiveTap`] (the Parquet archive, kept by `emoflow-storage`).
 //! - [`cluster`] makes several processes one timely computation (`--processes`).
 #![forbid(missing_docs)]
@@ -23,6 +25,7 @@ pub(crate) mod config;
 mod control;
 pub(crate) mod counts;
 pub mod document;
+pub(crate) mod error;
 pub mod feed;
 pub mod filter;
 pub(crate) mod filter_classes;
@@ -31,29 +34,37 @@ pub mod filter_index;
 #[cfg(test)]
 mod filter_strategies;
 pub mod freshness;
+pub(crate) mod intake;
 pub(crate) mod intern;
-pub mod kafka_run;
+pub(crate) mod kafka_run;
 #[cfg(test)]
 mod oracle_check;
 pub(crate) mod priority;
 pub mod reader_health;
+pub mod report;
 pub(crate) mod retained;
 pub(crate) mod run;
+pub(crate) mod runner;
 pub mod sessions;
 pub mod snapshot;
+pub(crate) mod source;
 pub(crate) mod topk;
 pub mod update;
 pub mod views;
 pub(crate) mod windows;
+mod wire;
 
 pub use cluster::{Cluster, ClusterError, Hello, Link, Member};
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
+pub use error::RunError;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec, SpecError};
 pub use filter_control::{FilterChange, FilterControl};
-pub use kafka_run::{
-    start_kafka, Delivery, KafkaInput, KafkaRun, KafkaRunOptions, KafkaRunOutput, RunStatus,
-};
-pub use run::{
-    run_views, DeadLetter, InputData, RunError, RunOptions, RunOutput, ScheduledFilterChange,
-};
+pub use kafka_run::{start_kafka, KafkaRun, KafkaRunOptions, KafkaRunOutput};
+pub use report::DeadLetter;
+pub use run::{run_views, RunOptions};
+pub use runner::collector::{Delivery, RunStatus};
+pub use runner::schedule::ScheduledFilterChange;
+pub use runner::{Run, RunOutput};
+pub use source::files::InputData;
+pub use source::kafka::{reader_of, KafkaInput};

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::kafka_run::reader_of;
+use crate::source::kafka::reader_of;
 
 /// A poll error older than this no longer makes the readers unhealthy (librdkafka retries by
 /// itself; an error that persists is reported again).

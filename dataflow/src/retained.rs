@@ -3,7 +3,7 @@
 //! Nothing here keeps an event. Each worker holds, for the users it owns, their sessions as
 //! intervals (with the pieces retention evicts, see [`crate::sessions`]); and, for the filters
 //! it owns, their match counts per retention bucket, counted by the reading workers
-//! ([`crate::feed::Feed`]). State is bounded by users, sessions, filters and buckets.
+//! (the `Feed`, `feed.rs`). State is bounded by users, sessions, filters and buckets.
 //!
 //! **Retention.** The horizon is `newest event time - retention`, where "newest" is global:
 //! every batch carries its sender's newest time, so all workers agree on the horizon of each

@@ -11,15 +11,16 @@ use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::MutableAntichain;
 
 use crate::feed::RECENT_EVENTS;
+use crate::report::{DeadLetter, Output, RunReport};
 use crate::sessions::Session;
-use crate::update::{CountKey, DeadLetterRecord, ShownEvent, ViewUpdate, WindowSlot};
+use crate::update::{CountKey, ShownEvent, ViewUpdate, WindowSlot};
 
 /// How many rejected messages the dead-letter store keeps (the newest; older ones are only
 /// counted).
 pub const DEAD_LETTERS_KEPT: usize = 10_000;
 
 /// A batch of captured updates, as the dataflow's capture delivers them.
-pub type CapturedEvent = Event<u64, Vec<(ViewUpdate, u64, isize)>>;
+pub type CapturedEvent = Event<u64, Vec<(Output, u64, isize)>>;
 
 /// A persistent hash map: clones share structure, so a snapshot costs what changed since the
 /// last one, not what exists.
@@ -162,7 +163,7 @@ pub struct ViewState {
     /// Recent events of the dataflow time being applied, with their arrival timestamps.
     arriving: Vec<(i64, ShownEvent)>,
     /// The newest rejected messages, oldest first.
-    pub dead_letters: imbl::Vector<Arc<DeadLetterRecord>>,
+    pub dead_letters: imbl::Vector<Arc<DeadLetter>>,
     /// Offsets the readers passed over because the broker no longer held them.
     pub skipped: SkippedOffsets,
     /// The dataflow time these numbers are complete up to.
@@ -213,36 +214,43 @@ impl ViewState {
                     self.filters.insert(id, n);
                 }
             }
+            ViewUpdate::Recent(arrival, e) => {
+                if diff > 0 {
+                    self.arriving.push((arrival, e));
+                }
+            }
+        }
+    }
+
+    /// Applies one of the runner's reports with its multiplicity: what the views cover
+    /// (positions, acknowledged filter changes) and what was rejected or passed over.
+    pub fn note(&mut self, report: RunReport, diff: isize) {
+        match report {
             // A position is replaced by retracting the old one and adding the new one, in
             // either order within a time.
-            ViewUpdate::Position(p, offset) => {
+            RunReport::Position(p, offset) => {
                 if diff > 0 {
                     self.positions.insert(p, offset);
                 } else if self.positions.get(&p) == Some(&offset) {
                     self.positions.remove(&p);
                 }
             }
-            ViewUpdate::FilterApplied(worker, seq) => {
+            RunReport::FilterApplied(worker, seq) => {
                 if diff > 0 {
                     self.filter_acks.insert(worker, seq);
                 } else if self.filter_acks.get(&worker) == Some(&seq) {
                     self.filter_acks.remove(&worker);
                 }
             }
-            ViewUpdate::Recent(arrival, e) => {
-                if diff > 0 {
-                    self.arriving.push((arrival, e));
-                }
-            }
-            ViewUpdate::Skipped(p, from, to) => {
+            RunReport::Skipped(p, from, to) => {
                 if diff > 0 {
                     self.skipped.add(p, from, to);
                 }
             }
-            // Delivery's, not the views': the collector hands them on (see
+            // Delivery's, not the state's: the collector hands them on (see
             // [`Collector::take_outbox`]).
-            ViewUpdate::Accepted(_) | ViewUpdate::Backfilled(..) => {}
-            ViewUpdate::DeadLetter(d) => {
+            RunReport::Accepted(_) | RunReport::Backfilled(..) => {}
+            RunReport::DeadLetter(d) => {
                 if diff > 0 {
                     self.dead_letters.push_back(Arc::new(d));
                     if self.dead_letters.len() > DEAD_LETTERS_KEPT {
@@ -302,9 +310,9 @@ impl ViewState {
 /// Receives captured updates and applies each dataflow time once it is complete.
 pub struct Collector {
     frontier: MutableAntichain<u64>,
-    pending: BTreeMap<u64, Vec<(ViewUpdate, isize)>>,
+    pending: BTreeMap<u64, Vec<(Output, isize)>>,
     state: ViewState,
-    outbox: Vec<ViewUpdate>,
+    outbox: Vec<RunReport>,
 }
 
 impl Default for Collector {
@@ -348,12 +356,13 @@ impl Collector {
             let (time, updates) = entry.remove_entry();
             for (u, d) in updates {
                 match u {
-                    ViewUpdate::Accepted(_) | ViewUpdate::Backfilled(..) => {
+                    Output::View(u) => self.state.apply(u, d),
+                    Output::Report(r @ (RunReport::Accepted(_) | RunReport::Backfilled(..))) => {
                         if d > 0 {
-                            self.outbox.push(u);
+                            self.outbox.push(r);
                         }
                     }
-                    u => self.state.apply(u, d),
+                    Output::Report(r) => self.state.note(r, d),
                 }
             }
             self.state.end_time();
@@ -365,9 +374,9 @@ impl Collector {
         self.state.as_of > before
     }
 
-    /// The updates for live delivery ([`ViewUpdate::Accepted`], [`ViewUpdate::Backfilled`])
+    /// The reports for live delivery ([`RunReport::Accepted`], [`RunReport::Backfilled`])
     /// of the times applied since the last call, in the order of their times.
-    pub fn take_outbox(&mut self) -> Vec<ViewUpdate> {
+    pub fn take_outbox(&mut self) -> Vec<RunReport> {
         std::mem::take(&mut self.outbox)
     }
 

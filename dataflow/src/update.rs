@@ -1,8 +1,8 @@
-//! What the dataflow tells the outside world: changes to the views, as differential updates.
+//! What the views compute: their changes, as differential updates. What the runner says beside
+//! them (positions, acknowledgements, dead letters, events for push) is `report.rs`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::FilterKey;
 use crate::filter::Amount;
 use crate::sessions::Session;
 
@@ -48,26 +48,10 @@ pub enum ViewUpdate {
     UserSeen(String),
     /// Matches of the filter with this id (the multiplicity carries the count).
     FilterMatches(String),
-    /// The next offset to read in a Kafka partition: where the views stand in the log.
-    Position(i32, i64),
-    /// The newest filter change a worker has applied, back-fill included (worker, change
-    /// number): a filter change is in the views once every worker reports it.
-    FilterApplied(u32, u64),
     /// One of the newest accepted events, with when it arrived (the Kafka message's timestamp;
     /// 0 for files), which orders it among the other events of its dataflow time (only ever
     /// added; the state keeps the newest few).
     Recent(i64, ShownEvent),
-    /// A rejected message (only ever added; the state keeps the newest few thousand).
-    DeadLetter(DeadLetterRecord),
-    /// Offsets `from..to` of a partition passed over without a message: the broker no longer
-    /// held them when they were to be read (only ever added).
-    Skipped(i32, i64, i64),
-    /// An accepted event, for live delivery to subscribers (only with delivery on; not kept in
-    /// the views: see [`crate::snapshot::Collector::take_outbox`]).
-    Accepted(ShownEvent),
-    /// One of the newest matches of a filter the back-fill found (only with delivery on; not
-    /// kept in the views).
-    Backfilled(FilterKey, ShownEvent),
 }
 
 /// An accepted event as responses show it: the normalised fields of docs/events.md plus where it was read.
@@ -107,24 +91,11 @@ impl Serialize for ShownEvent {
         out.serialize_field("partition", &self.partition)?;
         out.serialize_field("offset", &self.offset)?;
         out.serialize_field("user_id", &self.user_id)?;
-        optional(&mut out, readable, "emoji", &self.emoji)?;
+        crate::wire::optional(&mut out, readable, "emoji", &self.emoji)?;
         out.serialize_field("event_type", &self.event_type)?;
-        optional(&mut out, readable, "tier", &self.tier)?;
-        optional(&mut out, readable, "amount", &self.amount)?;
+        crate::wire::optional(&mut out, readable, "tier", &self.tier)?;
+        crate::wire::optional(&mut out, readable, "amount", &self.amount)?;
         out.end()
-    }
-}
-
-/// Writes an optional field: always in a binary encoding, only when present in a readable one.
-fn optional<S: serde::ser::SerializeStruct, T: Serialize>(
-    out: &mut S,
-    readable: bool,
-    name: &'static str,
-    value: &Option<T>,
-) -> Result<(), S::Error> {
-    match value {
-        None if readable => out.skip_field(name),
-        value => out.serialize_field(name, value),
     }
 }
 
@@ -157,43 +128,6 @@ impl ShownEvent {
     }
 }
 
-/// A rejected Kafka message, kept so that it can be listed and explained.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct DeadLetterRecord {
-    /// Kafka partition.
-    pub partition: i32,
-    /// Kafka offset.
-    pub offset: i64,
-    /// The rejection reason's name (docs/events.md).
-    pub reason: String,
-    /// What exactly was wrong.
-    pub detail: String,
-    /// The message, cut to 1 KiB, as lossy UTF-8.
-    pub payload: String,
-}
-
-/// Most bytes of a rejected message that are kept.
-pub const DEAD_LETTER_PAYLOAD_BYTES: usize = 1024;
-
-impl DeadLetterRecord {
-    /// A record of `payload` rejected for `rejection` at `(partition, offset)`.
-    pub fn new(
-        partition: i32,
-        offset: i64,
-        rejection: &emoflow_ingest::Rejection,
-        payload: &[u8],
-    ) -> Self {
-        let cut = &payload[..payload.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
-        DeadLetterRecord {
-            partition,
-            offset,
-            reason: rejection.reason.as_str().to_owned(),
-            detail: rejection.detail.clone(),
-            payload: String::from_utf8_lossy(cut).into_owned(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,14 +149,15 @@ mod tests {
     fn updates_cross_between_processes_whole() {
         // Between processes the workers' updates are bincode, which has no field names: an
         // absent field left out would shift every later one.
+        use crate::report::{Output, RunReport};
         for u in [
-            ViewUpdate::Accepted(event(None, None)),
-            ViewUpdate::Recent(3, event(Some("🔥"), Some(2.5))),
-            ViewUpdate::FilterApplied(3, 7),
-            ViewUpdate::Position(2, 40),
+            Output::Report(RunReport::Accepted(event(None, None))),
+            Output::View(ViewUpdate::Recent(3, event(Some("🔥"), Some(2.5)))),
+            Output::Report(RunReport::FilterApplied(3, 7)),
+            Output::Report(RunReport::Position(2, 40)),
         ] {
             let bytes = bincode::serialize(&u).unwrap();
-            assert_eq!(bincode::deserialize::<ViewUpdate>(&bytes).unwrap(), u);
+            assert_eq!(bincode::deserialize::<Output>(&bytes).unwrap(), u);
         }
     }
 

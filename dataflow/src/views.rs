@@ -19,6 +19,7 @@ use timely::dataflow::{InputHandleVec, Scope};
 use crate::batch::EventBatch;
 use crate::config::ViewConfig;
 use crate::counts::{emoji_counts, lifetime_counts};
+use crate::report::{Output, RunReport};
 use crate::retained::retained_views;
 use crate::topk::top_k;
 use crate::update::{CountKey, ViewUpdate, WindowSlot};
@@ -27,15 +28,17 @@ use crate::windows::{window_counts, WindowDelta};
 /// The handles through which one worker feeds the dataflow. All advance together.
 pub struct ViewInputs {
     /// Users' events and filters' match counts, routed to their owners (see
-    /// [`crate::feed::owner_of`]).
+    /// `owner_of` in `feed.rs`).
     pub batches: InputHandleVec<u64, EventBatch>,
     /// Pre-aggregated window counter deltas.
     pub windows: InputHandleVec<u64, WindowDelta>,
     /// Pre-aggregated lifetime counter deltas.
     pub counts: InputSession<u64, CountKey, isize>,
-    /// Updates that pass straight to the output: source positions, recent events, dead
-    /// letters.
+    /// View updates that pass straight to the output: the recent events.
     pub extras: InputSession<u64, ViewUpdate, isize>,
+    /// The runner's reports, beside the views: positions, acknowledgements, dead letters,
+    /// events for live delivery.
+    pub reports: InputSession<u64, RunReport, isize>,
 }
 
 impl ViewInputs {
@@ -45,8 +48,10 @@ impl ViewInputs {
         self.windows.advance_to(time);
         self.counts.advance_to(time);
         self.extras.advance_to(time);
+        self.reports.advance_to(time);
         self.counts.flush();
         self.extras.flush();
+        self.reports.flush();
     }
 
     /// The current input time.
@@ -55,13 +60,15 @@ impl ViewInputs {
     }
 }
 
-/// Builds the views in `scope`; returns the inputs and the collection of view updates.
+/// Builds the views in `scope`; returns the inputs and the collection of view updates, with
+/// the runner's reports beside them.
 pub fn build_views<'s>(
     scope: Scope<'s, u64>,
     cfg: ViewConfig,
-) -> (ViewInputs, VecCollection<'s, u64, ViewUpdate, isize>) {
+) -> (ViewInputs, VecCollection<'s, u64, Output, isize>) {
     let (counts_in, counts) = scope.new_collection::<CountKey, isize>();
     let (extras_in, extras) = scope.new_collection::<ViewUpdate, isize>();
+    let (reports_in, reports) = scope.new_collection::<RunReport, isize>();
     let mut batches_in = InputHandleVec::new();
     let batches = scope.input_from(&mut batches_in);
     let mut windows_in = InputHandleVec::new();
@@ -87,12 +94,15 @@ pub fn build_views<'s>(
         .concat(window_counters.map(|(w, slot, c)| ViewUpdate::WindowCount(w, slot, c)))
         .concat(window_top.map(|(w, (e, c))| ViewUpdate::WindowTop(w, e, c)))
         .concat(retained)
-        .concat(extras);
+        .concat(extras)
+        .map(Output::View)
+        .concat(reports.map(Output::Report));
     let inputs = ViewInputs {
         batches: batches_in,
         windows: windows_in,
         counts: counts_in,
         extras: extras_in,
+        reports: reports_in,
     };
     (inputs, updates)
 }
