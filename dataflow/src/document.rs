@@ -11,7 +11,7 @@ use crate::snapshot::ViewState;
 use crate::update::WindowSlot;
 
 /// An emoji in a top-K list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopEntry {
     /// The emoji.
     pub emoji: String,
@@ -22,7 +22,7 @@ pub struct TopEntry {
 }
 
 /// One event-time window.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowDoc {
     /// Window start (inclusive), ms.
     pub start_ms: i64,
@@ -37,7 +37,7 @@ pub struct WindowDoc {
 }
 
 /// One session as shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionDoc {
     /// First event time.
     pub start_ms: i64,

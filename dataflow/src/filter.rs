@@ -45,9 +45,7 @@ impl std::hash::Hash for Amount {
 ///
 /// JSON leaves out the predicates a filter does not have; between workers (bincode) every
 /// field is written, so a filter crosses workers in this form ([`crate::wire`]).
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct FilterSpec {
     /// Accepted event types.
     #[serde(default)]
@@ -63,11 +61,9 @@ pub struct FilterSpec {
     pub user_ids: Option<Vec<String>>,
     /// Smallest accepted amount.
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
     pub min_amount: Option<Amount>,
     /// Largest accepted amount.
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
     pub max_amount: Option<Amount>,
 }
 

@@ -103,20 +103,8 @@ pub fn run_views(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::files::tests::lines;
     use std::sync::atomic::Ordering;
-
-    fn lines(n: usize) -> InputData {
-        let text: String = (0..n)
-            .map(|i| {
-                format!(
-                    r#"{{"user_id":"u{}","event_type":"emoji","emoji":"🔥","ts":{}}}"#,
-                    i % 7,
-                    1_700_000_000_000i64 + i as i64
-                ) + "\n"
-            })
-            .collect();
-        InputData::Memory(Arc::from(text.into_bytes()))
-    }
 
     #[test]
     fn progress_ends_at_the_process_share() {

@@ -58,7 +58,7 @@ pub enum ViewUpdate {
 ///
 /// JSON leaves out the fields an event does not have; the workers' own encoding between
 /// processes (bincode, which is not self-describing) writes every field.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct ShownEvent {
     /// Event time, ms since the Unix epoch.
     pub ts: i64,
@@ -78,7 +78,6 @@ pub struct ShownEvent {
     pub tier: Option<String>,
     /// The amount, if any.
     #[serde(default)]
-    #[schema(value_type = Option<f64>)]
     pub amount: Option<Amount>,
 }
 

@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use emoflow_dataflow::document::{SessionDoc, TopEntry};
-use emoflow_dataflow::update::ShownEvent;
-use emoflow_dataflow::FilterSpec;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::schemas::{FilterSpec, SessionDoc, ShownEvent, TopEntry};
 use crate::snapshot::SessionsSummary;
 
 /// The description's frame: title, version, tags; routes are added by the router.

@@ -23,6 +23,7 @@ pub mod live_views;
 pub mod metrics;
 pub mod metrics_recorder;
 pub mod push;
+pub mod schemas;
 pub mod snapshot;
 pub mod source_health;
 pub mod state;

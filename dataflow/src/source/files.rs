@@ -174,10 +174,11 @@ fn balance(groups: Vec<RowGroupRef>, workers: usize) -> Vec<Vec<RowGroupRef>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lines(n: usize) -> InputData {
+    /// `n` NDJSON lines in memory, of 7 users, one emoji.
+    pub(crate) fn lines(n: usize) -> InputData {
         let text: String = (0..n)
             .map(|i| {
                 format!(
