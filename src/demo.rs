@@ -15,8 +15,8 @@ use crate::serve::Companion;
 /// `emoflow demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut serve = args.serve.clone();
-    serve.brokers = None;
-    let topic = serve.topic.clone();
+    serve.kafka.brokers = None;
+    let topic = serve.kafka.topic.clone();
     let (rate, users, seed) = (args.rate.max(1), args.users, args.seed);
     crate::serve::serve_with(serve, move |brokers| {
         let brokers = brokers.to_owned();

@@ -32,7 +32,7 @@ fn generator(args: &ProduceArgs) -> Generator {
 
 /// Produces the events with a progress bar and a closing summary.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    match (&args.brokers, &args.to_file) {
+    match (&args.kafka.brokers, &args.to_file) {
         (Some(_), Some(_)) => bail!("give either --brokers (Kafka) or --to-file, not both"),
         (None, None) => bail!("say where the events go: --brokers HOST:PORT or --to-file FILE"),
         (None, Some(_)) => to_file(&args),
@@ -67,18 +67,19 @@ fn to_file(args: &ProduceArgs) -> anyhow::Result<()> {
 fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
     let parts = ensure_topic(
         brokers,
-        &args.topic,
-        args.partitions,
+        &args.kafka.topic,
+        args.kafka.partitions,
         Duration::from_secs(10),
     )
-    .with_context(|| format!("cannot reach the topic {:?} on {brokers}", args.topic))?;
+    .with_context(|| format!("cannot reach the topic {:?} on {brokers}", args.kafka.topic))?;
     if parts.is_empty() {
         bail!(
             "the topic {:?} does not exist on {brokers} and could not be created",
-            args.topic
+            args.kafka.topic
         );
     }
-    let producer = BulkProducer::new(brokers, &args.topic).context("cannot create the producer")?;
+    let producer =
+        BulkProducer::new(brokers, &args.kafka.topic).context("cannot create the producer")?;
     let pacer = Pacer::new(args.rate);
     let started = Instant::now();
     let sent = match &args.input {
@@ -147,7 +148,7 @@ fn to_kafka(args: &ProduceArgs, brokers: &str) -> anyhow::Result<()> {
     eprintln!(
         "produced {sent} events to {}/{} in {secs:.2}s ({:.0} events/s): {acked} acknowledged, {failed} failed",
         brokers,
-        args.topic,
+        args.kafka.topic,
         sent as f64 / secs.max(1e-9)
     );
     if failed > 0 {

@@ -155,10 +155,12 @@ pub struct PushArgs {
     pub push_memory_events: usize,
 }
 
-/// Where the live service reads and how it serves.
+/// The Kafka topic a command reads or writes, and where: the flags `serve`, `demo` and
+/// `produce` share.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Kafka bootstrap servers (HOST:PORT,...); without them, an embedded in-process broker.
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (HOST:PORT,...); without them, `serve` and `demo` start an
+    /// embedded in-process broker.
     #[arg(long, env = "EMOFLOW_BROKERS")]
     pub brokers: Option<String>,
     /// The topic of events.
@@ -167,6 +169,14 @@ pub struct ServeArgs {
     /// Partitions of the topic when emoflow creates it.
     #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS", value_parser = whole::<i32>(1, MAX_PARTITIONS), allow_negative_numbers = true)]
     pub partitions: i32,
+}
+
+/// Where the live service reads and how it serves.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The topic: without `--brokers`, on an embedded in-process broker.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Worker threads of the dataflow.
     #[arg(long, default_value_t = 2, env = "EMOFLOW_WORKERS", value_parser = whole::<usize>(1, MAX_WORKERS), allow_negative_numbers = true)]
     pub workers: usize,
@@ -230,15 +240,9 @@ pub struct DemoArgs {
 /// `emoflow produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Kafka bootstrap servers to produce to.
-    #[arg(long, env = "EMOFLOW_BROKERS")]
-    pub brokers: Option<String>,
-    /// The topic.
-    #[arg(long, default_value = "emoji-events", env = "EMOFLOW_TOPIC")]
-    pub topic: String,
-    /// Partitions of the topic when it has to be created.
-    #[arg(long, default_value_t = 4, env = "EMOFLOW_PARTITIONS", value_parser = whole::<i32>(1, MAX_PARTITIONS), allow_negative_numbers = true)]
-    pub partitions: i32,
+    /// The topic to produce to (`--brokers`), unless `--to-file`.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Send this NDJSON file's lines (as they are, bad ones too) instead of generated events.
     #[arg(long, env = "EMOFLOW_INPUT")]
     pub input: Option<PathBuf>,

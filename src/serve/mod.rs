@@ -108,7 +108,7 @@ impl Ground {
         let cfg = args.views.config();
         cfg.validate()?;
         let cluster = args.cluster.cluster()?;
-        if let (Some(c), None) = (&cluster, &args.brokers) {
+        if let (Some(c), None) = (&cluster, &args.kafka.brokers) {
             bail!(
                 "a cluster (--processes {}) needs --brokers: every process reads the same Kafka topic, and the embedded broker lives inside one process",
                 c.processes()
@@ -142,7 +142,7 @@ impl Ground {
             true => (None, None),
             false => {
                 let (store, filters) = setup::open_filters(storage.data_dir())?;
-                let ranges = setup::start_ranges(&broker.brokers, &args.topic)?;
+                let ranges = setup::start_ranges(&broker.brokers, &args.kafka.topic)?;
                 (Some(store), Some(ServePlan { ranges, filters }))
             }
         };
@@ -179,9 +179,9 @@ fn listen_address(args: &ServeArgs) -> String {
 fn open_storage(args: &ServeArgs, link: Option<&Link>) -> anyhow::Result<Storage> {
     // The embedded broker's log starts again at offset 0 each run: its archive files say which
     // run they hold.
-    let log = match &args.brokers {
-        Some(_) => args.topic.clone(),
-        None => crate::storage::embedded_log(&args.topic),
+    let log = match &args.kafka.brokers {
+        Some(_) => args.kafka.topic.clone(),
+        None => crate::storage::embedded_log(&args.kafka.topic),
     };
     let of_process = args.storage.of_process(link.map(Link::process));
     crate::storage::for_serve(&of_process, args.no_archive, log)
@@ -234,7 +234,7 @@ impl Service {
         let archive = storage.open_archive()?;
         let input = KafkaInput {
             brokers: brokers.clone(),
-            topic: args.topic.clone(),
+            topic: args.kafka.topic.clone(),
             ranges: plan.ranges,
         };
         let opts = KafkaRunOptions {
@@ -262,8 +262,11 @@ impl Service {
             archive.as_ref().map(ArchiveSink::monitor),
         );
         let stop_poller = Arc::new(AtomicBool::new(false));
-        let poller =
-            probe.spawn_poller(brokers.clone(), args.topic.clone(), stop_poller.clone())?;
+        let poller = probe.spawn_poller(
+            brokers.clone(),
+            args.kafka.topic.clone(),
+            stop_poller.clone(),
+        )?;
         let producer = match member {
             true => None,
             false => Some(producer(args, &brokers)?),
@@ -372,7 +375,7 @@ fn start_hub(
     let start: BTreeMap<i32, i64> = plan.ranges.iter().map(|r| (r.partition, r.start)).collect();
     let log = LogSource {
         brokers: brokers.to_owned(),
-        topic: args.topic.clone(),
+        topic: args.kafka.topic.clone(),
         max_future: MaxFuture(args.max_future),
     };
     let limits = HubLimits {
@@ -394,7 +397,7 @@ fn start_hub(
 fn producer(args: &ServeArgs, brokers: &str) -> anyhow::Result<EventProducer> {
     EventProducer::new(
         brokers,
-        &args.topic,
+        &args.kafka.topic,
         Duration::from_millis(args.produce_linger.max(0) as u64),
         Duration::from_millis(args.produce_timeout.max(1) as u64),
     )
@@ -406,9 +409,10 @@ fn ingest_options(args: &ServeArgs) -> IngestOptions {
     // The embedded broker keeps 5 MiB per partition: ingest keeps within what it holds ahead
     // of the readers, so that every 202 is counted and archived.
     let window = args
+        .kafka
         .brokers
         .is_none()
-        .then(|| IngestWindow::new(LogLimits::EMBEDDED, args.partitions));
+        .then(|| IngestWindow::new(LogLimits::EMBEDDED, args.kafka.partitions));
     IngestOptions {
         body_limit: match args.body_limit {
             0 => DEFAULT_BODY_LIMIT,
@@ -423,9 +427,9 @@ fn ingest_options(args: &ServeArgs) -> IngestOptions {
 
 /// The source as `/health` names it.
 fn source_name(args: &ServeArgs, brokers: &str) -> String {
-    match args.brokers {
-        Some(_) => format!("kafka://{brokers}/{}", args.topic),
-        None => format!("embedded://{brokers}/{}", args.topic),
+    match args.kafka.brokers {
+        Some(_) => format!("kafka://{brokers}/{}", args.kafka.topic),
+        None => format!("embedded://{brokers}/{}", args.kafka.topic),
     }
 }
 

@@ -26,21 +26,26 @@ impl Broker {
     /// The broker of a process of a cluster other than process 0: process 0 checked it.
     pub(super) fn of_member(args: &ServeArgs) -> Broker {
         Broker {
-            brokers: args.brokers.clone().unwrap_or_default(),
+            brokers: args.kafka.brokers.clone().unwrap_or_default(),
             _embedded: None,
         }
     }
 
     /// `--brokers` with the topic made sure of, or the embedded broker started with the topic.
     pub(super) fn open(args: &ServeArgs) -> anyhow::Result<Broker> {
-        match &args.brokers {
+        match &args.kafka.brokers {
             Some(b) => {
-                let parts = ensure_topic(b, &args.topic, args.partitions, Duration::from_secs(10))
-                    .with_context(|| format!("cannot reach the topic {:?} on {b}", args.topic))?;
+                let parts = ensure_topic(
+                    b,
+                    &args.kafka.topic,
+                    args.kafka.partitions,
+                    Duration::from_secs(10),
+                )
+                .with_context(|| format!("cannot reach the topic {:?} on {b}", args.kafka.topic))?;
                 if parts.is_empty() {
-                    bail!("the topic {:?} has no partitions on {b}", args.topic);
+                    bail!("the topic {:?} has no partitions on {b}", args.kafka.topic);
                 }
-                tracing::info!(brokers = %b, topic = %args.topic, partitions = parts.len(), "reading Kafka");
+                tracing::info!(brokers = %b, topic = %args.kafka.topic, partitions = parts.len(), "reading Kafka");
                 Ok(Broker {
                     brokers: b.clone(),
                     _embedded: None,
@@ -50,12 +55,12 @@ impl Broker {
                 let embedded =
                     EmbeddedBroker::start().context("cannot start the embedded broker")?;
                 embedded
-                    .create_topic(&args.topic, args.partitions)
+                    .create_topic(&args.kafka.topic, args.kafka.partitions)
                     .context("cannot create the topic on the embedded broker")?;
                 let brokers = embedded.bootstrap_servers().to_owned();
                 println!(
                     "embedded Kafka broker at {brokers} (topic {}, {} partitions; in memory, gone when emoflow stops)",
-                    args.topic, args.partitions
+                    args.kafka.topic, args.kafka.partitions
                 );
                 Ok(Broker {
                     brokers,
@@ -78,7 +83,7 @@ pub(super) struct ServePlan {
 /// What the processes of a `serve` cluster must agree on beyond the plan.
 pub(super) fn serve_settings(args: &ServeArgs) -> Vec<(String, String)> {
     let mut settings = crate::cluster::view_settings(&args.views.config());
-    settings.push(("--topic".into(), args.topic.clone()));
+    settings.push(("--topic".into(), args.kafka.topic.clone()));
     settings.push(("--max-future".into(), format!("{} ms", args.max_future)));
     settings
 }

@@ -58,11 +58,19 @@ class Layout(unittest.TestCase):
         self.assertIn("src/query.rs is over 600 lines", r.stderr)
 
     def test_a_known_long_file_that_got_short(self):
+        # The repository lists none now: a copy of the check that knows one, for a file that
+        # is short.
         root = self.copy()
-        (root / "ingest/src/decode.rs").write_text("//! Short now.\n", encoding="utf-8")
-        r = run(root)
+        script = root / "check_layout.py"
+        text = SCRIPT.read_text(encoding="utf-8")
+        self.assertIn("KNOWN_LONG: set = set()", text)
+        script.write_text(
+            text.replace("KNOWN_LONG: set = set()", 'KNOWN_LONG = {"ingest/src/decode/mod.rs"}'),
+            encoding="utf-8",
+        )
+        r = subprocess.run([sys.executable, str(script), "--root", str(root)], capture_output=True, text=True)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("ingest/src/decode.rs is no longer over 600 lines", r.stderr)
+        self.assertIn("ingest/src/decode/mod.rs is no longer over 600 lines", r.stderr)
 
     def test_test_modules_do_not_count(self):
         root = self.copy()
