@@ -17,6 +17,7 @@ use crate::filter::{Amount, FilterSpec};
 use crate::filter_classes::ClassCounter;
 use crate::filter_control::FilterChange;
 use crate::filter_index::FilterIndex;
+use crate::newest::Newest;
 use crate::report::{DeadLetter, RunReport};
 use crate::update::{CountKey, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
@@ -58,41 +59,8 @@ struct CountedFilter {
     /// Added since the last back-fill: [`Feed::count_history`] counts for it.
     backfilling: bool,
     /// With delivery on, its newest matches found by the back-fill (at most
-    /// [`RECENT_MATCHES`]), sent once it ends.
-    found: NewestMatches,
-}
-
-/// How many of a filter's newest matches the back-fill hands to delivery (`recent` in
-/// `GET /filters/{id}/matches`).
-pub const RECENT_MATCHES: usize = 100;
-
-/// The newest matches (by event time, then partition and offset) among those offered, at most
-/// [`RECENT_MATCHES`]: a min-heap, so an offer older than all of a full heap costs one compare.
-#[derive(Default)]
-struct NewestMatches(std::collections::BinaryHeap<std::cmp::Reverse<ShownEvent>>);
-
-impl NewestMatches {
-    fn offer(&mut self, e: &Event<'_>, partition: i32, offset: i64) {
-        let key = (e.ts, partition, offset);
-        if self.0.len() >= RECENT_MATCHES {
-            match self.0.peek() {
-                Some(std::cmp::Reverse(min)) if (min.ts, min.partition, min.offset) >= key => {
-                    return
-                }
-                _ => {}
-            }
-            self.0.pop();
-        }
-        self.0
-            .push(std::cmp::Reverse(ShownEvent::of(e, partition, offset)));
-    }
-
-    fn take(&mut self) -> Vec<ShownEvent> {
-        std::mem::take(&mut self.0)
-            .into_iter()
-            .map(|r| r.0)
-            .collect()
-    }
+    /// [`crate::newest::RECENT_MATCHES`]), sent once it ends.
+    found: Newest<ShownEvent>,
 }
 
 impl CountedFilter {
@@ -308,7 +276,7 @@ impl Feed {
             dest,
             pending: Vec::new(),
             backfilling,
-            found: NewestMatches::default(),
+            found: Newest::default(),
         });
         self.filters_changed();
     }
@@ -393,7 +361,9 @@ impl Feed {
             if f.backfilling {
                 f.bump(bucket, 1);
                 if let Some((partition, offset)) = keep {
-                    f.found.offer(e, partition, offset);
+                    f.found.offer((e.ts, partition, offset), || {
+                        ShownEvent::of(e, partition, offset)
+                    });
                 }
             }
         });

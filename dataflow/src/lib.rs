@@ -37,6 +37,7 @@ pub mod freshness;
 pub(crate) mod intake;
 pub(crate) mod intern;
 pub(crate) mod kafka_run;
+pub mod newest;
 #[cfg(test)]
 mod oracle_check;
 pub(crate) mod priority;

@@ -240,7 +240,7 @@ pub async fn matches(
 ) -> Result<Json<Value>, ApiError> {
     let filters = filters_of(&app)?;
     find(filters, &id).await?;
-    let max = emoflow_dataflow::feed::RECENT_MATCHES;
+    let max = emoflow_dataflow::newest::RECENT_MATCHES;
     let limit = match params.limit.as_deref() {
         None => max,
         Some(text) => match text.parse::<usize>() {

@@ -28,7 +28,7 @@ pub struct Delivery {
     /// The events accepted since the last delivery, in offset order per partition.
     pub events: Vec<ShownEvent>,
     /// Newest matches of filters added while running, found by their back-fill (at most
-    /// [`crate::feed::RECENT_MATCHES`] per filter incarnation).
+    /// [`crate::newest::RECENT_MATCHES`] per filter incarnation).
     pub backfilled: Vec<(FilterKey, ShownEvent)>,
 }
 

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, OnceLock};
 
-use emoflow_dataflow::feed::RECENT_MATCHES;
 use emoflow_dataflow::filter_index::FilterIndex;
+use emoflow_dataflow::newest::Newest;
 use emoflow_dataflow::update::ShownEvent;
 use emoflow_dataflow::{Delivery, FilterSpec};
 use rustc_hash::FxHashMap;
@@ -56,25 +56,6 @@ impl Entry {
 
     fn key(&self) -> (i64, i32, i64) {
         (self.event.ts, self.event.partition, self.event.offset)
-    }
-}
-
-/// A filter's newest matches, newest first (by event time, partition, offset).
-#[derive(Debug, Default)]
-struct Newest(VecDeque<Arc<Entry>>);
-
-impl Newest {
-    fn offer(&mut self, e: &Arc<Entry>) {
-        let key = e.key();
-        if self.0.len() >= RECENT_MATCHES && self.0.back().is_some_and(|b| b.key() >= key) {
-            return;
-        }
-        let at = self.0.partition_point(|x| x.key() > key);
-        if self.0.get(at).is_some_and(|x| x.key() == key) {
-            return; // back-filled and seen live
-        }
-        self.0.insert(at, e.clone());
-        self.0.truncate(RECENT_MATCHES);
     }
 }
 
@@ -114,7 +95,8 @@ struct HubFilter {
     /// The incarnation (see [`emoflow_dataflow::filter_control::FilterControl`]).
     since: u64,
     subscribers: Vec<u64>,
-    recent: Newest,
+    /// Its newest matches (`recent` of `/matches`).
+    recent: Newest<Arc<Entry>>,
 }
 
 /// Limits on subscribers and on what the hub keeps.
@@ -295,7 +277,7 @@ impl Hub {
     pub fn recent(&self, id: &str, limit: usize) -> Vec<Arc<Entry>> {
         let st = lock(&self.state);
         st.by_id.get(id).map_or_else(Vec::new, |&i| {
-            st.filters[i].recent.0.iter().take(limit).cloned().collect()
+            st.filters[i].recent.iter().take(limit).cloned().collect()
         })
     }
 
@@ -325,7 +307,7 @@ impl Hub {
         for (key, e) in &found {
             if let Some(&i) = st.by_id.get(&key.id) {
                 if st.filters[i].since == key.since {
-                    st.filters[i].recent.offer(e);
+                    st.filters[i].recent.offer(e.key(), || e.clone());
                 }
             }
         }
@@ -338,7 +320,7 @@ impl Hub {
                 .for_each_match(&e.event.as_event(), |i| matched.push(i));
             for &i in &matched {
                 let f = &mut st.filters[i];
-                f.recent.offer(&e);
+                f.recent.offer(e.key(), || e.clone());
                 for id in &f.subscribers {
                     st.delivered += send(&st.slots, *id, &e, &mut full);
                 }
