@@ -344,14 +344,10 @@ impl Feed {
     }
 
     /// Counts `e`, an event this worker read before the filters added since the last
-    /// back-fill: one pass over the history serves every filter added in the meantime.
-    pub fn count_history(&mut self, e: &Event<'_>) {
-        self.count_history_at(e, None);
-    }
-
-    /// [`Feed::count_history`] for an event read at `(partition, offset)`: with delivery on,
-    /// the newest matches are kept for `recent`.
-    pub fn count_history_at(&mut self, e: &Event<'_>, at: Option<(i32, i64)>) {
+    /// back-fill: one pass over the history serves every filter added in the meantime. When
+    /// the source says where it was read, `(partition, offset)`, and delivery is on, the
+    /// newest matches are kept for `recent`.
+    pub fn count_history(&mut self, e: &Event<'_>, at: Option<(i32, i64)>) {
         self.refresh_index();
         let bucket = self.cfg.bucket_of(e.ts);
         let keep = at.filter(|_| self.deliver);

@@ -91,10 +91,8 @@ fn subscribe_error(e: SubscribeError) -> ApiError {
 }
 
 /// Subscribes to `filter` (every event when `None`) from the resume point the request gives,
-/// or live from now: from where the newest published views stand. The hub may not have
-/// reached that point yet (the collector publishes a time's views before handing its events
-/// to the hub), so "now" is what a client has read, not where the hub happens to be; what the
-/// hub delivers before it was read before the client asked.
+/// or live from now: from what a client reads now, the newest published views (see
+/// [`crate::hub::Hub::live_cursor`]).
 fn subscribe(
     app: &AppState,
     filter: Option<&str>,
@@ -102,13 +100,12 @@ fn subscribe(
     headers: &HeaderMap,
     params: &ResumeParams,
 ) -> Result<Subscription, ApiError> {
-    let from = resume_point(headers, params)?.or_else(|| {
-        let seen = &app.snapshot().state.positions;
-        (!seen.is_empty()).then(|| Cursor::at(seen.clone()))
-    });
-    filters_of(app)?
-        .hub()
-        .subscribe(filter, from, addr)
+    let hub = filters_of(app)?.hub();
+    let from = match resume_point(headers, params)? {
+        Some(cursor) => cursor,
+        None => hub.live_cursor(&app.snapshot().state.positions),
+    };
+    hub.subscribe(filter, Some(from), addr)
         .map_err(subscribe_error)
 }
 

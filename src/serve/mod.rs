@@ -89,18 +89,25 @@ fn raise_open_files(args: &ServeArgs) {
 /// What the service stands on, decided before anything runs.
 struct Ground {
     cfg: ViewConfig,
+    /// What lasts as long as the service.
+    site: Site,
+    link: Option<Link>,
+    members: Option<Vec<Member>>,
+    /// Process 0's filter store.
+    store: Option<FilterStore>,
+    plan: ServePlan,
+}
+
+/// What the service keeps of its ground while it runs: where it answers, what it stores, the
+/// broker it reads.
+struct Site {
     /// A process of a cluster other than process 0 (it answers `/health` and `/metrics` only).
     member: bool,
     listen: String,
     http_listener: std::net::TcpListener,
     addr: SocketAddr,
-    link: Option<Link>,
-    members: Option<Vec<Member>>,
     storage: Storage,
     broker: Broker,
-    /// Process 0's filter store.
-    store: Option<FilterStore>,
-    plan: ServePlan,
 }
 
 impl Ground {
@@ -150,16 +157,19 @@ impl Ground {
             Some(l) => l.share_plan(plan)?,
             None => plan.context("no plan")?,
         };
-        Ok(Ground {
-            cfg,
+        let site = Site {
             member,
             listen,
             http_listener,
             addr,
-            link,
-            members,
             storage,
             broker,
+        };
+        Ok(Ground {
+            cfg,
+            site,
+            link,
+            members,
             store,
             plan,
         })
@@ -189,7 +199,7 @@ fn open_storage(args: &ServeArgs, link: Option<&Link>) -> anyhow::Result<Storage
 
 /// The running parts of the service.
 struct Service {
-    ground_rest: Rest,
+    site: Site,
     run: KafkaRun,
     archive: Option<ArchiveSink>,
     poller: JoinHandle<()>,
@@ -197,32 +207,18 @@ struct Service {
     state: AppState,
 }
 
-/// What the service keeps of its ground while it runs.
-struct Rest {
-    member: bool,
-    listen: String,
-    http_listener: std::net::TcpListener,
-    addr: SocketAddr,
-    storage: Storage,
-    broker: Broker,
-}
-
 impl Service {
     fn start(args: &ServeArgs, ground: Ground) -> anyhow::Result<Service> {
         let Ground {
             cfg,
-            member,
-            listen,
-            http_listener,
-            addr,
+            site,
             link,
             members,
-            storage,
-            broker,
             store,
             plan,
         } = ground;
-        let brokers = broker.brokers.clone();
+        let member = site.member;
+        let brokers = site.broker.brokers.clone();
         // Bounded: a hub that falls behind holds the collector back rather than growing. In a
         // cluster every process's workers send their events to process 0, whose hub delivers.
         let (deliver, deliveries) = std::sync::mpsc::sync_channel(256);
@@ -231,7 +227,7 @@ impl Service {
             false => Some(start_hub(args, &brokers, &plan, deliveries)?),
         };
         let (mut publisher, snapshots) = Publisher::new(cfg);
-        let archive = storage.open_archive()?;
+        let archive = site.storage.open_archive()?;
         let input = KafkaInput {
             brokers: brokers.clone(),
             topic: args.kafka.topic.clone(),
@@ -252,7 +248,7 @@ impl Service {
             ..KafkaRunOptions::default()
         };
         let run = start_kafka(input, opts, link, move |state| publisher.publish(state))?;
-        match &storage.archive {
+        match &site.storage.archive {
             Some(a) => println!("archiving accepted events to {}", a.dir.display()),
             None => println!("not archiving (--no-archive)"),
         }
@@ -285,14 +281,7 @@ impl Service {
             state = state.with_cluster(setup::cluster_role(args, members));
         }
         Ok(Service {
-            ground_rest: Rest {
-                member,
-                listen,
-                http_listener,
-                addr,
-                storage,
-                broker,
-            },
+            site,
             run,
             archive,
             poller,
@@ -309,7 +298,7 @@ impl Service {
         on_ready: impl FnOnce(&str) -> Option<Companion>,
     ) -> anyhow::Result<()> {
         let Service {
-            ground_rest: rest,
+            site,
             run,
             archive,
             poller,
@@ -323,13 +312,13 @@ impl Service {
             .context("cannot start the HTTP runtime")?;
         let status = run.status();
         let served = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::from_std(rest.http_listener)
-                .with_context(|| format!("cannot listen on {}", rest.listen))?;
-            announce(args, rest.addr, rest.member);
-            let load = if rest.member {
+            let listener = tokio::net::TcpListener::from_std(site.http_listener)
+                .with_context(|| format!("cannot listen on {}", site.listen))?;
+            announce(args, site.addr, site.member);
+            let load = if site.member {
                 None
             } else {
-                on_ready(&rest.broker.brokers)
+                on_ready(&site.broker.brokers)
             };
             let served = emoflow_query_api::serve(listener, state, shutdown_signal(status))
                 .await
@@ -359,8 +348,8 @@ impl Service {
             Some(state) => tracing::info!(as_of = state.as_of, "stopped"),
             None => tracing::info!("stopped"),
         }
-        drop(rest.storage);
-        drop(rest.broker);
+        drop(site.storage);
+        drop(site.broker);
         served
     }
 }

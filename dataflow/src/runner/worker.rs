@@ -132,7 +132,7 @@ impl WorkerLoop<'_> {
         if self.feed.needs_backfill() {
             let feed = &mut self.feed;
             self.source
-                .history(&mut |e, at| feed.count_history_at(e, at))?;
+                .history(&mut |e, at| feed.count_history(e, at))?;
             feed.end_backfill();
         }
         // The next flush sends the back-fill, and tells process 0 it is done, at the current

@@ -12,11 +12,6 @@ use emoflow_dataflow::update::ShownEvent;
 pub struct Cursor(pub(super) BTreeMap<i32, i64>);
 
 impl Cursor {
-    /// A subscriber's cursor at `positions` (partition -> next offset).
-    pub fn at(positions: BTreeMap<i32, i64>) -> Cursor {
-        Cursor(positions)
-    }
-
     /// Reads `0:15,1:7`; partitions not named start from the oldest retained event.
     pub fn parse(text: &str) -> Result<Cursor, String> {
         let mut at = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! hub's memory is read (so nothing falls between), then history read back from the log, then
 //! the remembered events, then live ones, each passing the cursor once.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -59,6 +59,19 @@ pub struct Subscription {
 }
 
 impl Hub {
+    /// Where a subscriber live from now starts: per partition, the later of where the hub
+    /// stands and where the views a client has read stand (`seen`). The hub can lag the
+    /// published views by a delivery (the collector publishes a time's views before handing
+    /// its events to the hub); what it delivers before `seen` was read before the client asked.
+    pub fn live_cursor(&self, seen: &BTreeMap<i32, i64>) -> Cursor {
+        let mut at = lock(&self.state).positions.clone();
+        for (&p, &o) in seen {
+            let next = at.entry(p).or_insert(o);
+            *next = (*next).max(o);
+        }
+        Cursor(at)
+    }
+
     /// Subscribes `addr` to filter `filter` (every event when `None`), from `from` (the views'
     /// positions when `None`: live from now).
     pub fn subscribe(

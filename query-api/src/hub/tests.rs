@@ -95,6 +95,29 @@ async fn a_cursor_ahead_of_the_views_skips_what_it_had() {
 }
 
 #[tokio::test]
+async fn live_from_now_starts_where_the_client_has_read_when_the_hub_lags() {
+    // The views a client read (`seen`) cover partition 0 up to offset 2, and partition 1 the
+    // hub has not heard of yet; the hub's delivery of them comes after the client subscribed.
+    let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
+    hub.add_filter("f", fire(), 0);
+    let from = hub.live_cursor(&[(0, 2), (1, 1)].into());
+    assert_eq!((from.next(0), from.next(1)), (2, 1));
+    let mut sub = hub.subscribe(Some("f"), Some(from), ADDR).unwrap();
+    let events = vec![
+        event(0, 0, "🔥"),
+        event(0, 1, "🔥"),
+        event(0, 2, "🔥"),
+        event(1, 0, "🔥"),
+        event(1, 1, "🔥"),
+    ];
+    hub.deliver(delivery(events, &[(0, 3), (1, 2)]));
+    assert_eq!(drain(&mut sub).await, vec![(0, 2), (1, 1)]);
+    // Where the hub is ahead of what the client read, it starts where the hub is.
+    let ahead = hub.live_cursor(&[(0, 1)].into());
+    assert_eq!((ahead.next(0), ahead.next(1)), (3, 2));
+}
+
+#[tokio::test]
 async fn a_slow_subscriber_is_cut_off_and_told_where_to_resume() {
     let limits = HubLimits {
         buffer: 2,
