@@ -49,6 +49,18 @@ pub struct FilterKey {
     pub since: u64,
 }
 
+/// A filter incarnation's number in a run, the same in every worker of every process and in the
+/// push hub, so that an event can say which filters it matched without naming them: a filter
+/// in force at the start is numbered by its place in the run's list of them, one added while
+/// running by its change's number (see `filter_control.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FilterNo {
+    /// The `n`-th (from 0) of the filters the run started with.
+    Initial(u32),
+    /// Added by filter change `seq` (numbered from 1).
+    Added(u64),
+}
+
 /// Matching events of one filter in one retention bucket, counted by one reading worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilterDelta {

@@ -7,18 +7,20 @@
 //! back-filled by the same worker over what it read before: the seam between back-fill and live
 //! counting is exact per reading worker (see [`Feed::add_filter`]).
 
+use std::sync::Arc;
+
 use emoflow_ingest::{Event, RejectCounts, RejectReason};
 use rustc_hash::FxHashMap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::batch::{EventBatch, FilterDelta, FilterKey};
+use crate::batch::{EventBatch, FilterDelta, FilterKey, FilterNo};
 use crate::config::ViewConfig;
 use crate::filter::{Amount, FilterSpec};
-use crate::filter_classes::ClassCounter;
+use crate::filter_classes::{ClassCounter, ClassId};
 use crate::filter_control::FilterChange;
 use crate::filter_index::FilterIndex;
 use crate::newest::Newest;
-use crate::report::{DeadLetter, RunReport};
+use crate::report::{DeadLetter, Matched, RunReport};
 use crate::update::{CountKey, ShownEvent, ViewUpdate, WindowSlot};
 use crate::views::ViewInputs;
 
@@ -51,6 +53,8 @@ struct WindowAgg {
 /// A filter this worker counts matches of.
 struct CountedFilter {
     key: FilterKey,
+    /// Its number, by which events say they matched it.
+    no: FilterNo,
     spec: FilterSpec,
     /// The worker that owns its counts.
     dest: usize,
@@ -150,8 +154,16 @@ pub struct Feed {
     newest_sent: i64,
     /// Whether accepted events and back-filled matches go out for live delivery.
     deliver: bool,
-    /// With delivery on: the events accepted since the last flush.
-    accepted: Vec<ShownEvent>,
+    /// The newest filter change applied (0: none yet).
+    applied: u64,
+    /// With delivery on: the events accepted since the last flush, and the filters each
+    /// matched.
+    accepted: Vec<(ShownEvent, Matched)>,
+    /// With delivery on: accepted events whose class is not matched yet, with the filters
+    /// listing their users that they matched.
+    waiting: Vec<(ShownEvent, Option<ClassId>, Vec<FilterNo>)>,
+    /// The list of an event that matched no filter, shared.
+    matched_none: Arc<[FilterNo]>,
     /// With delivery on: back-filled filters' newest matches, to send at the next flush.
     found: Vec<RunReport>,
 }
@@ -189,7 +201,10 @@ impl Feed {
             newest_ts: i64::MIN,
             newest_sent: i64::MIN,
             deliver: false,
+            applied: 0,
             accepted: Vec::new(),
+            waiting: Vec::new(),
+            matched_none: Arc::from([]),
             found: Vec::new(),
         }
     }
@@ -217,30 +232,74 @@ impl Feed {
         self.recent[self.recent_next].fill(e, partition, offset, arrival);
         self.recent_next = (self.recent_next + 1) % RECENT_EVENTS;
         self.recent_len = (self.recent_len + 1).min(RECENT_EVENTS);
-        if self.deliver {
-            self.accepted.push(ShownEvent::of(e, partition, offset));
-        }
+        let mut class = None;
+        let mut listing = Vec::new();
         if !self.filters.is_empty() {
             self.refresh_classes();
             let bucket = self.cfg.bucket_of(e.ts);
             let filters = &mut self.filters;
-            self.classes
-                .add(e, bucket, |i, n| filters[i].bump(bucket, n));
+            let deliver = self.deliver;
+            class = self.classes.add(e, bucket, |i, n| {
+                let f = &mut filters[i];
+                f.bump(bucket, n);
+                if deliver {
+                    listing.push(f.no);
+                }
+            });
+        }
+        if self.deliver {
+            let shown = ShownEvent::of(e, partition, offset);
+            self.waiting.push((shown, class, listing));
         }
     }
 
-    /// Adds the matches of the event classes counted so far to the filters' counts. Runs
-    /// before the filters change (their numbers move) and before each flush.
+    /// Adds the matches of the event classes counted so far to the filters' counts, and, with
+    /// delivery on, tells each accepted event waiting for its class which filters it matched.
+    /// Runs before the filters change (their numbers move) and before each flush.
     fn drain_classes(&mut self) {
         let filters = &mut self.filters;
-        self.classes
-            .drain(|i, bucket, n| filters[i].bump(bucket, n));
+        let deliver = self.deliver;
+        // Class c matched `flat[ends[c - 1]..ends[c]]` (numbers in `filters`).
+        let mut flat = Vec::new();
+        let mut ends = Vec::new();
+        self.classes.drain(
+            |i, bucket, n| filters[i].bump(bucket, n),
+            |_, matched| {
+                if deliver {
+                    flat.extend_from_slice(matched);
+                    ends.push(flat.len());
+                }
+            },
+        );
+        if self.waiting.is_empty() {
+            return;
+        }
+        let lists: Vec<Arc<[FilterNo]>> = (0..ends.len())
+            .map(|c| {
+                let from = if c == 0 { 0 } else { ends[c - 1] };
+                flat[from..ends[c]].iter().map(|&i| filters[i].no).collect()
+            })
+            .collect();
+        let applied = self.applied;
+        for (event, class, listing) in self.waiting.drain(..) {
+            let of_class = class.and_then(|c| lists.get(c.0 as usize));
+            let filters = match (of_class, listing.is_empty()) {
+                (Some(list), true) => list.clone(),
+                (None, true) => self.matched_none.clone(),
+                (None, false) => listing.into(),
+                (Some(list), false) => list.iter().copied().chain(listing).collect(),
+            };
+            self.accepted.push((event, Matched { applied, filters }));
+        }
     }
 
     /// Applies one change to the filters this worker counts; `since` numbers it the same on
     /// every worker (it tells incarnations of one id apart). Filters added must then be
     /// back-filled (see [`Feed::add_filter`]).
     pub fn apply_change(&mut self, since: u64, change: &FilterChange) {
+        // Events waiting for their class were read before this change.
+        self.drain_classes();
+        self.applied = since;
         match change {
             FilterChange::Add { id, spec } => {
                 let key = FilterKey {
@@ -257,21 +316,29 @@ impl Feed {
     /// caller back-fills it over what this worker read before, with [`Feed::count_history`]
     /// and then [`Feed::end_backfill`]: every event is counted once, live or back-filled, never
     /// both.
-    pub fn add_filter(&mut self, key: FilterKey, spec: &FilterSpec) {
-        self.push_filter(key, spec, true);
+    fn add_filter(&mut self, key: FilterKey, spec: &FilterSpec) {
+        let no = FilterNo::Added(key.since);
+        self.push_filter(key, no, spec, true);
     }
 
-    fn push_filter(&mut self, key: FilterKey, spec: &FilterSpec, backfilling: bool) {
+    fn push_filter(&mut self, key: FilterKey, no: FilterNo, spec: &FilterSpec, backfilling: bool) {
         self.remove_filter(&key.id);
-        self.push_new_filter(key, spec, backfilling);
+        self.push_new_filter(key, no, spec, backfilling);
     }
 
     /// Adds a filter whose id is not counted yet.
-    fn push_new_filter(&mut self, key: FilterKey, spec: &FilterSpec, backfilling: bool) {
+    fn push_new_filter(
+        &mut self,
+        key: FilterKey,
+        no: FilterNo,
+        spec: &FilterSpec,
+        backfilling: bool,
+    ) {
         self.drain_classes();
         let dest = owner_of(&key.id, self.peers) as usize;
         self.filters.push(CountedFilter {
             key,
+            no,
             spec: spec.clone(),
             dest,
             pending: Vec::new(),
@@ -313,15 +380,16 @@ impl Feed {
         // Ids in a list are distinct: no need to look for each one among the others (which
         // took a quarter of a run with 10,000 filters).
         let fresh = self.filters.is_empty();
-        for (id, spec) in filters {
+        for (n, (id, spec)) in filters.iter().enumerate() {
             let key = FilterKey {
                 id: id.clone(),
                 since: 0,
             };
+            let no = FilterNo::Initial(n as u32);
             if fresh {
-                self.push_new_filter(key, spec, false);
+                self.push_new_filter(key, no, spec, false);
             } else {
-                self.push_filter(key, spec, false);
+                self.push_filter(key, no, spec, false);
             }
         }
     }
@@ -388,6 +456,13 @@ impl Feed {
         self.dead_letters.push(record);
     }
 
+    /// With delivery on, the events accepted since the last flush, each with the filters it
+    /// matched; counts every filter match gathered so far.
+    fn take_accepted(&mut self) -> Vec<(ShownEvent, Matched)> {
+        self.drain_classes();
+        std::mem::take(&mut self.accepted)
+    }
+
     /// Sends what was gathered into `inputs` at their current time and starts afresh.
     pub fn flush_into(&mut self, inputs: &mut ViewInputs) {
         let counts = &mut inputs.counts;
@@ -423,9 +498,10 @@ impl Feed {
             inputs.extras.update(shown, 1);
         }
         self.recent_len = 0;
-        self.drain_classes();
-        for event in self.accepted.drain(..) {
-            inputs.reports.update(RunReport::Accepted(event), 1);
+        for (event, matched) in self.take_accepted() {
+            inputs
+                .reports
+                .update(RunReport::Accepted(event, matched), 1);
         }
         for found in self.found.drain(..) {
             inputs.reports.update(found, 1);
@@ -449,3 +525,7 @@ impl Feed {
         self.rejected = RejectCounts::default();
     }
 }
+
+#[cfg(test)]
+#[path = "feed_tests.rs"]
+mod tests;

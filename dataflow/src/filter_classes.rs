@@ -28,8 +28,13 @@ pub struct ClassCounter {
     /// Every amount bound of those filters, sorted, without repeats.
     bounds: Vec<f64>,
     names: Interner,
-    /// Events of this batch per class, with one amount of the class (any is as good).
-    pending: FxHashMap<ClassKey, (i64, Option<f64>)>,
+    /// This batch's classes by key: their number in `classes`.
+    pending: FxHashMap<ClassKey, u32>,
+    /// This batch's classes in the order first seen: key, events, one amount of the class (any
+    /// is as good).
+    classes: Vec<(ClassKey, i64, Option<f64>)>,
+    /// The filters (numbers in the full list) the class being drained matches.
+    matched: Vec<usize>,
     /// User -> the filters (numbers in the full list) that list them.
     by_user: FxHashMap<Box<str>, Vec<usize>>,
     /// Each filter's predicates other than `user_ids` (known to hold once looked up by user).
@@ -68,6 +73,8 @@ impl ClassCounter {
             bounds,
             names: Interner::default(),
             pending: FxHashMap::default(),
+            classes: Vec::new(),
+            matched: Vec::new(),
             by_user,
             rest: specs
                 .iter()
@@ -89,8 +96,15 @@ impl ClassCounter {
     }
 
     /// Counts `e` (in retention bucket `bucket`): filters listing its user at once through
-    /// `bump`, the others at [`ClassCounter::drain`].
-    pub fn add(&mut self, e: &Event<'_>, bucket: i64, mut bump: impl FnMut(usize, i64)) {
+    /// `bump`, the others at [`ClassCounter::drain`]. Returns the event's class in this batch
+    /// (`None` when only filters listing users are counted), which `drain` names again with
+    /// the filters it matched.
+    pub fn add(
+        &mut self,
+        e: &Event<'_>,
+        bucket: i64,
+        mut bump: impl FnMut(usize, i64),
+    ) -> Option<ClassId> {
         if let Some(listing) = self.by_user.get(e.user_id.as_ref()) {
             for &i in listing {
                 if self.rest[i].matches(e) {
@@ -99,7 +113,7 @@ impl ClassCounter {
             }
         }
         if self.general.is_empty() {
-            return;
+            return None;
         }
         let key = (
             bucket,
@@ -108,13 +122,28 @@ impl ClassCounter {
             self.names.intern_opt(e.tier.as_deref()),
             self.interval(e.amount),
         );
-        self.pending.entry(key).or_insert((0, e.amount)).0 += 1;
+        let next = self.classes.len() as u32;
+        let class = *self.pending.entry(key).or_insert(next);
+        if class == next {
+            self.classes.push((key, 0, e.amount));
+        }
+        self.classes[class as usize].1 += 1;
+        Some(ClassId(class))
     }
 
-    /// Matches each class counted since the last drain once, and hands `bump(filter, bucket,
-    /// events)` its count for every filter it matches.
-    pub fn drain(&mut self, mut bump: impl FnMut(usize, i64, i64)) {
-        for ((bucket, event_type, emoji, tier, _), (n, amount)) in self.pending.drain() {
+    /// Matches each class counted since the last drain once: hands `bump(filter, bucket,
+    /// events)` its count for every filter it matches, and `matched(class, filters)` the
+    /// filters (numbers in the full list) each class matched.
+    pub fn drain(
+        &mut self,
+        mut bump: impl FnMut(usize, i64, i64),
+        mut matched: impl FnMut(ClassId, &[usize]),
+    ) {
+        self.pending.clear();
+        let mut list = std::mem::take(&mut self.matched);
+        for (c, ((bucket, event_type, emoji, tier, _), n, amount)) in
+            self.classes.drain(..).enumerate()
+        {
             let name = |s: Sym| (s != 0).then(|| std::borrow::Cow::Borrowed(self.names.name(s)));
             let class = Event {
                 ts: 0,
@@ -125,11 +154,20 @@ impl ClassCounter {
                 amount,
             };
             let general = &self.general;
-            self.index
-                .for_each_match(&class, |g| bump(general[g], bucket, n));
+            list.clear();
+            self.index.for_each_match(&class, |g| {
+                bump(general[g], bucket, n);
+                list.push(general[g]);
+            });
+            matched(ClassId(c as u32), &list);
         }
+        self.matched = list;
     }
 }
+
+/// An event's class in the batch being counted (see [`ClassCounter::add`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassId(pub u32);
 
 #[cfg(test)]
 mod tests {
@@ -153,7 +191,7 @@ mod tests {
             for (e, bucket) in &events {
                 counter.add(e, *bucket, |i, n| *got.entry((i, *bucket)).or_default() += n);
             }
-            counter.drain(|i, bucket, n| *got.entry((i, bucket)).or_default() += n);
+            counter.drain(|i, bucket, n| *got.entry((i, bucket)).or_default() += n, |_, _| {});
             let mut want: BTreeMap<(usize, i64), i64> = BTreeMap::new();
             for (e, bucket) in &events {
                 for (i, s) in specs.iter().enumerate() {
@@ -163,6 +201,33 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, want);
+        }
+
+        /// Each event's class, matched once, names exactly the filters the event matches.
+        #[test]
+        fn each_event_is_told_the_filters_it_matches(
+            specs in prop::collection::vec(spec(), 0..100),
+            events in prop::collection::vec((event(), 0i64..2), 1..60),
+        ) {
+            let refs: Vec<&FilterSpec> = specs.iter().collect();
+            let mut counter = ClassCounter::new(&refs);
+            let mut said: Vec<(Option<ClassId>, Vec<usize>)> = Vec::new();
+            for (e, bucket) in &events {
+                let mut listing = Vec::new();
+                let class = counter.add(e, *bucket, |i, _| listing.push(i));
+                said.push((class, listing));
+            }
+            let mut of_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+            counter.drain(|_, _, _| {}, |c, list| {
+                of_class.insert(c.0, list.to_vec());
+            });
+            for ((e, _), (class, mut got)) in events.iter().zip(said) {
+                got.extend(class.and_then(|c| of_class.get(&c.0)).into_iter().flatten());
+                got.sort_unstable();
+                let want: Vec<usize> =
+                    (0..specs.len()).filter(|&i| specs[i].matches(e)).collect();
+                prop_assert_eq!(got, want);
+            }
         }
     }
 }

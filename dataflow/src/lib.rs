@@ -55,6 +55,7 @@ pub mod views;
 pub(crate) mod windows;
 mod wire;
 
+pub use batch::{FilterKey, FilterNo};
 pub use cluster::{Cluster, ClusterError, Hello, Link, Member};
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
@@ -62,7 +63,7 @@ pub use error::RunError;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec, SpecError};
 pub use filter_control::{FilterChange, FilterControl};
 pub use kafka_run::{start_kafka, KafkaRun, KafkaRunOptions, KafkaRunOutput};
-pub use report::DeadLetter;
+pub use report::{DeadLetter, Matched};
 pub use run::{run_views, RunOptions};
 pub use runner::collector::{Delivery, RunStatus};
 pub use runner::schedule::ScheduledFilterChange;

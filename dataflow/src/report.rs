@@ -4,9 +4,11 @@
 //! updates ([`crate::update`]) as one captured stream of [`Output`], so a snapshot's positions
 //! are exactly those its numbers cover, but they are not views.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
-use crate::batch::FilterKey;
+use crate::batch::{FilterKey, FilterNo};
 use crate::update::{ShownEvent, ViewUpdate};
 
 /// One record the dataflow outputs: a view's change, or a report of the runner's.
@@ -31,12 +33,24 @@ pub enum RunReport {
     /// Offsets `from..to` of a partition passed over without a message: the broker no longer
     /// held them when they were to be read (only ever added).
     Skipped(i32, i64, i64),
-    /// An accepted event, for live delivery to subscribers (only with delivery on; not kept in
-    /// the state: the collector hands them on, `Collector::take_outbox` in `snapshot.rs`).
-    Accepted(ShownEvent),
+    /// An accepted event and the filters its reader matched, for live delivery to subscribers
+    /// (only with delivery on; not kept in the state: the collector hands them on,
+    /// `Collector::take_outbox` in `snapshot.rs`).
+    Accepted(ShownEvent, Matched),
     /// One of the newest matches of a filter the back-fill found (only with delivery on; not
     /// kept in the state).
     Backfilled(FilterKey, ShownEvent),
+}
+
+/// Which filters an accepted event matched, as the worker that read it matched them: live
+/// delivery hands the event to those filters' subscribers without matching it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Matched {
+    /// The newest filter change the reader had applied when it read the event: a filter added
+    /// by a later change was not matched against it (the event is in that filter's back-fill).
+    pub applied: u64,
+    /// The filters it matched; events of one class share one list.
+    pub filters: Arc<[FilterNo]>,
 }
 
 /// A rejected input, kept so that it can be listed and explained: by the views' dead-letter

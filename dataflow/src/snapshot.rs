@@ -249,7 +249,7 @@ impl ViewState {
             }
             // Delivery's, not the state's: the collector hands them on (see
             // [`Collector::take_outbox`]).
-            RunReport::Accepted(_) | RunReport::Backfilled(..) => {}
+            RunReport::Accepted(..) | RunReport::Backfilled(..) => {}
             RunReport::DeadLetter(d) => {
                 if diff > 0 {
                     self.dead_letters.push_back(Arc::new(d));
@@ -357,7 +357,7 @@ impl Collector {
             for (u, d) in updates {
                 match u {
                     Output::View(u) => self.state.apply(u, d),
-                    Output::Report(r @ (RunReport::Accepted(_) | RunReport::Backfilled(..))) => {
+                    Output::Report(r @ (RunReport::Accepted(..) | RunReport::Backfilled(..))) => {
                         if d > 0 {
                             self.outbox.push(r);
                         }

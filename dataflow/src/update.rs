@@ -150,7 +150,7 @@ mod tests {
         // absent field left out would shift every later one.
         use crate::report::{Output, RunReport};
         for u in [
-            Output::Report(RunReport::Accepted(event(None, None))),
+            Output::Report(RunReport::Accepted(event(None, None), Default::default())),
             Output::View(ViewUpdate::Recent(3, event(Some("🔥"), Some(2.5)))),
             Output::Report(RunReport::FilterApplied(3, 7)),
             Output::Report(RunReport::Position(2, 40)),

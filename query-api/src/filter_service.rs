@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
-use emoflow_dataflow::{FilterControl, FilterSpec};
+use emoflow_dataflow::{FilterControl, FilterNo, FilterSpec};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -183,11 +183,13 @@ impl Filters {
         let stored = filter.clone();
         self.on_store(move |s| s.insert(&stored)).await?;
         self.count.fetch_add(1, Ordering::Relaxed);
-        let since = self
+        // Without a run nothing is read, so nothing is matched either.
+        let seq = self
             .control
             .as_ref()
             .map_or(0, |c| c.add(filter.id.clone(), filter.spec.clone()));
-        self.hub.add_filter(&filter.id, filter.spec.clone(), since);
+        self.hub
+            .add_filter(&filter.id, filter.spec.clone(), FilterNo::Added(seq));
         Ok(filter)
     }
 

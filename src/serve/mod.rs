@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use emoflow_dataflow::{
-    start_kafka, Delivery, KafkaInput, KafkaRun, KafkaRunOptions, Link, Member, RunStatus,
-    ViewConfig,
+    start_kafka, Delivery, FilterNo, KafkaInput, KafkaRun, KafkaRunOptions, Link, Member,
+    RunStatus, ViewConfig,
 };
 use emoflow_ingest::kafka::EventProducer;
 use emoflow_ingest::MaxFuture;
@@ -374,8 +374,8 @@ fn start_hub(
         max_per_address: args.push.max_subscribers_per_address,
     };
     let hub = Hub::new(start, Some(log), limits);
-    for (id, spec) in &plan.filters {
-        hub.add_filter(id, spec.clone(), 0);
+    for (n, (id, spec)) in plan.filters.iter().enumerate() {
+        hub.add_filter(id, spec.clone(), FilterNo::Initial(n as u32));
     }
     hub.spawn(deliveries)
         .context("cannot start the delivery thread")?;

@@ -13,7 +13,7 @@ use crate::batch::FilterKey;
 use crate::capture::collect;
 use crate::filter_control::FilterControl;
 use crate::freshness::{Freshness, OpenTimes};
-use crate::report::RunReport;
+use crate::report::{Matched, RunReport};
 use crate::snapshot::{CapturedEvent, Collector, ViewState};
 use crate::update::ShownEvent;
 
@@ -25,8 +25,9 @@ pub struct Delivery {
     pub as_of: u64,
     /// Kafka partition -> next offset to read, as of `as_of`.
     pub positions: BTreeMap<i32, i64>,
-    /// The events accepted since the last delivery, in offset order per partition.
-    pub events: Vec<ShownEvent>,
+    /// The events accepted since the last delivery, in offset order per partition, each with
+    /// the filters its reader matched.
+    pub events: Vec<(ShownEvent, Matched)>,
     /// Newest matches of filters added while running, found by their back-fill (at most
     /// [`crate::newest::RECENT_MATCHES`] per filter incarnation).
     pub backfilled: Vec<(FilterKey, ShownEvent)>,
@@ -47,14 +48,15 @@ impl Delivery {
         };
         for update in outbox {
             match update {
-                RunReport::Accepted(e) => out.events.push(e),
+                RunReport::Accepted(e, matched) => out.events.push((e, matched)),
                 RunReport::Backfilled(key, e) => out.backfilled.push((key, e)),
                 _ => {}
             }
         }
         // A partition is read by one worker in offset order and its times only grow, so this
         // keeps each partition's order whatever order the times' updates arrived in.
-        out.events.sort_unstable_by_key(|e| (e.partition, e.offset));
+        out.events
+            .sort_unstable_by_key(|(e, _)| (e.partition, e.offset));
         Some(out)
     }
 }

@@ -3,6 +3,11 @@
 //! matter which process read it), and the hub hands it to the subscribers of each filter it
 //! matches, and to the subscribers of every event.
 //!
+//! The hub holds no index of the filters: each event comes with the filters the worker that
+//! read it matched ([`Matched`]). Only an event read before its reader applied a filter's
+//! creation (the few read while the change crossed the workers) is matched here, against that
+//! one filter. A resuming subscriber's history and backlog are matched against its own filter.
+//!
 //! Delivery is lossless and in order per partition. A subscriber's position is a [`Cursor`]:
 //! per partition, the next offset it has not received. A subscriber that comes back with its
 //! cursor gets what it missed from the hub's memory of recent events when they are there, from
@@ -30,10 +35,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, OnceLock};
 
-use emoflow_dataflow::filter_index::FilterIndex;
 use emoflow_dataflow::newest::Newest;
 use emoflow_dataflow::update::ShownEvent;
-use emoflow_dataflow::{Delivery, FilterSpec};
+use emoflow_dataflow::{Delivery, FilterNo, FilterSpec, Matched};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -92,8 +96,8 @@ struct Slot {
 struct HubFilter {
     id: String,
     spec: FilterSpec,
-    /// The incarnation (see [`emoflow_dataflow::filter_control::FilterControl`]).
-    since: u64,
+    /// Its number in the run: events name it by this.
+    no: FilterNo,
     subscribers: Vec<u64>,
     /// Its newest matches (`recent` of `/matches`).
     recent: Newest<Arc<Entry>>,
@@ -127,8 +131,10 @@ impl Default for HubLimits {
 struct State {
     filters: Vec<HubFilter>,
     by_id: FxHashMap<String, usize>,
-    index: FilterIndex,
-    index_stale: bool,
+    by_no: FxHashMap<FilterNo, usize>,
+    /// Filters added while running, by change number: the ones an event read before its
+    /// reader applied them must be matched here.
+    by_change: BTreeMap<u64, usize>,
     /// Recent accepted events in delivery order.
     memory: VecDeque<Arc<Entry>>,
     /// Per partition: every accepted event from this offset up to `positions` is in `memory`.
@@ -222,47 +228,31 @@ impl Hub {
         self.limits
     }
 
-    /// Starts matching filter `id` (incarnation `since`), replacing one of that id.
-    pub fn add_filter(&self, id: &str, spec: FilterSpec, since: u64) {
+    /// Starts delivering filter `id`, numbered `no` in the run, replacing one of that id.
+    pub fn add_filter(&self, id: &str, spec: FilterSpec, no: FilterNo) {
         let mut st = lock(&self.state);
-        let f = HubFilter {
+        st.remove(id);
+        let i = st.filters.len();
+        st.filters.push(HubFilter {
             id: id.to_owned(),
             spec,
-            since,
+            no,
             subscribers: Vec::new(),
             recent: Newest::default(),
-        };
-        match st.by_id.get(id) {
-            Some(&i) => {
-                let old = std::mem::replace(&mut st.filters[i], f);
-                st.close_all(old.subscribers, CloseReason::FilterDeleted);
-            }
-            None => {
-                let i = st.filters.len();
-                st.filters.push(f);
-                st.by_id.insert(id.to_owned(), i);
-            }
-        }
-        st.index_stale = true;
+        });
+        st.index_filter(i);
     }
 
-    /// Stops matching filter `id`; its subscribers are told and cut off.
+    /// Stops delivering filter `id`; its subscribers are told and cut off.
     pub fn remove_filter(&self, id: &str) {
-        let mut st = lock(&self.state);
-        let Some(i) = st.by_id.remove(id) else { return };
-        let f = st.filters.swap_remove(i);
-        if let Some(moved) = st.filters.get(i) {
-            let moved = moved.id.clone();
-            st.by_id.insert(moved, i);
-        }
-        st.close_all(f.subscribers, CloseReason::FilterDeleted);
-        st.index_stale = true;
+        lock(&self.state).remove(id);
     }
 
-    /// The incarnation of filter `id` the hub matches, if it has it.
+    /// The incarnation of filter `id` the hub delivers, if it has it: the change that added it
+    /// (see [`emoflow_dataflow::FilterControl`]), 0 for a filter the run started with.
     pub fn since(&self, id: &str) -> Option<u64> {
         let st = lock(&self.state);
-        st.by_id.get(id).map(|&i| st.filters[i].since)
+        st.by_id.get(id).map(|&i| since(st.filters[i].no))
     }
 
     /// Subscribers of filter `id` now.
@@ -296,7 +286,11 @@ impl Hub {
     /// Hands one delivery to the subscribers.
     pub fn deliver(&self, d: Delivery) {
         // JSON is made outside the lock, once per event.
-        let entries: Vec<Arc<Entry>> = d.events.into_iter().map(Entry::new).collect();
+        let entries: Vec<(Arc<Entry>, Matched)> = d
+            .events
+            .into_iter()
+            .map(|(e, matched)| (Entry::new(e), matched))
+            .collect();
         let found: Vec<_> = d
             .backfilled
             .into_iter()
@@ -306,18 +300,15 @@ impl Hub {
         let st = &mut *st;
         for (key, e) in &found {
             if let Some(&i) = st.by_id.get(&key.id) {
-                if st.filters[i].since == key.since {
+                if since(st.filters[i].no) == key.since {
                     st.filters[i].recent.offer(e.key(), || e.clone());
                 }
             }
         }
-        st.refresh_index();
         let mut full = Vec::new();
         let mut matched = Vec::new();
-        for e in entries {
-            matched.clear();
-            st.index
-                .for_each_match(&e.event.as_event(), |i| matched.push(i));
+        for (e, said) in entries {
+            st.matches(&e, &said, &mut matched);
             for &i in &matched {
                 let f = &mut st.filters[i];
                 f.recent.offer(e.key(), || e.clone());
@@ -375,13 +366,46 @@ fn send(slots: &FxHashMap<u64, Slot>, id: u64, e: &Arc<Entry>, full: &mut Vec<(u
     0
 }
 
+/// The change number of filter `no`, 0 for a filter the run started with.
+fn since(no: FilterNo) -> u64 {
+    match no {
+        FilterNo::Initial(_) => 0,
+        FilterNo::Added(seq) => seq,
+    }
+}
+
 impl State {
-    fn refresh_index(&mut self) {
-        if self.index_stale {
-            let specs: Vec<&FilterSpec> = self.filters.iter().map(|f| &f.spec).collect();
-            self.index = FilterIndex::new(&specs);
-            self.index_stale = false;
+    /// The filters (numbers in `filters`) event `e` matched: those its reader said, and those
+    /// its reader had not applied yet, matched here by their definition.
+    fn matches(&self, e: &Entry, said: &Matched, out: &mut Vec<usize>) {
+        out.clear();
+        out.extend(said.filters.iter().filter_map(|no| self.by_no.get(no)));
+        let unseen = self.by_change.range(said.applied + 1..).map(|(_, &i)| i);
+        out.extend(unseen.filter(|&i| self.filters[i].spec.matches(&e.event.as_event())));
+    }
+
+    /// Makes filter `i` found by its id, its number and its change.
+    fn index_filter(&mut self, i: usize) {
+        let f = &self.filters[i];
+        self.by_id.insert(f.id.clone(), i);
+        self.by_no.insert(f.no, i);
+        if let FilterNo::Added(seq) = f.no {
+            self.by_change.insert(seq, i);
         }
+    }
+
+    /// Forgets filter `id`, cutting its subscribers off.
+    fn remove(&mut self, id: &str) {
+        let Some(i) = self.by_id.remove(id) else {
+            return;
+        };
+        let f = self.filters.swap_remove(i);
+        self.by_no.remove(&f.no);
+        self.by_change.remove(&since(f.no));
+        if i < self.filters.len() {
+            self.index_filter(i);
+        }
+        self.close_all(f.subscribers, CloseReason::FilterDeleted);
     }
 
     /// The events in memory that `spec` matches from `cursor` on, in delivery order.

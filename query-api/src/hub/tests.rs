@@ -15,12 +15,32 @@ fn event(p: i32, o: i64, emoji: &str) -> ShownEvent {
     }
 }
 
+/// Filter "f" of these tests: the first filter the run started with.
+const FIRE: FilterNo = FilterNo::Initial(0);
+
+/// `events` as the workers deliver them, matched against "f" as a reader would.
 fn delivery(events: Vec<ShownEvent>, positions: &[(i32, i64)]) -> Delivery {
+    let events = events
+        .into_iter()
+        .map(|e| {
+            let hit = fire().matches(&e.as_event());
+            let filters: Vec<FilterNo> = if hit { vec![FIRE] } else { vec![] };
+            (e, said(0, filters))
+        })
+        .collect();
     Delivery {
         as_of: 1,
         positions: positions.iter().copied().collect(),
         events,
         backfilled: Vec::new(),
+    }
+}
+
+/// What a reader that had applied filter changes up to `applied` says `filters` matched.
+fn said(applied: u64, filters: Vec<FilterNo>) -> Matched {
+    Matched {
+        applied,
+        filters: filters.into(),
     }
 }
 
@@ -62,7 +82,7 @@ fn cursors_round_trip_and_refuse_nonsense() {
 #[tokio::test]
 async fn a_resumed_subscriber_misses_nothing_and_gets_nothing_twice() {
     let hub = Hub::new([(0, 0), (1, 0)].into(), None, HubLimits::default());
-    hub.add_filter("f", fire(), 0);
+    hub.add_filter("f", fire(), FIRE);
     let mut live = hub.subscribe(Some("f"), None, ADDR).unwrap();
     hub.deliver(delivery(
         vec![event(0, 0, "🔥"), event(1, 0, "👍"), event(1, 1, "🔥")],
@@ -81,11 +101,41 @@ async fn a_resumed_subscriber_misses_nothing_and_gets_nothing_twice() {
 }
 
 #[tokio::test]
+async fn the_hub_delivers_what_readers_matched_and_matches_only_what_they_had_not_applied() {
+    let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
+    // Added by filter change 3 while the run read.
+    let added = FilterNo::Added(3);
+    hub.add_filter("f", fire(), added);
+    let mut sub = hub.subscribe(Some("f"), None, ADDR).unwrap();
+    let events = vec![
+        // Read before its reader applied change 3: the hub matches it by the definition.
+        (event(0, 0, "🔥"), said(2, vec![])),
+        (event(0, 1, "👍"), said(2, vec![])),
+        // Read after: the reader's word stands (it counted these the same way).
+        (event(0, 2, "🔥"), said(3, vec![added])),
+        (event(0, 3, "🔥"), said(3, vec![])),
+        (event(0, 4, "👍"), said(4, vec![added])),
+        // A filter the hub does not know (deleted meanwhile) is passed over.
+        (event(0, 5, "🔥"), said(4, vec![FilterNo::Added(1)])),
+    ];
+    hub.deliver(Delivery {
+        as_of: 1,
+        positions: [(0, 6)].into(),
+        events,
+        backfilled: Vec::new(),
+    });
+    assert_eq!(drain(&mut sub).await, vec![(0, 0), (0, 2), (0, 4)]);
+    assert_eq!(hub.since("f"), Some(3));
+    let recent: Vec<i64> = hub.recent("f", 10).iter().map(|e| e.event.offset).collect();
+    assert_eq!(recent, vec![4, 2, 0], "newest first");
+}
+
+#[tokio::test]
 async fn a_cursor_ahead_of_the_views_skips_what_it_had() {
     // After a restart the views read the topic again from its start: a client that
     // resumes before they catch up must not get again what it had.
     let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
-    hub.add_filter("f", fire(), 0);
+    hub.add_filter("f", fire(), FIRE);
     let mut sub = hub
         .subscribe(Some("f"), Cursor::parse("0:2").ok(), ADDR)
         .unwrap();
@@ -99,7 +149,7 @@ async fn live_from_now_starts_where_the_client_has_read_when_the_hub_lags() {
     // The views a client read (`seen`) cover partition 0 up to offset 2, and partition 1 the
     // hub has not heard of yet; the hub's delivery of them comes after the client subscribed.
     let hub = Hub::new([(0, 0)].into(), None, HubLimits::default());
-    hub.add_filter("f", fire(), 0);
+    hub.add_filter("f", fire(), FIRE);
     let from = hub.live_cursor(&[(0, 2), (1, 1)].into());
     assert_eq!((from.next(0), from.next(1)), (2, 1));
     let mut sub = hub.subscribe(Some("f"), Some(from), ADDR).unwrap();
@@ -124,7 +174,7 @@ async fn a_slow_subscriber_is_cut_off_and_told_where_to_resume() {
         ..HubLimits::default()
     };
     let hub = Hub::new([(0, 0)].into(), None, limits);
-    hub.add_filter("f", fire(), 0);
+    hub.add_filter("f", fire(), FIRE);
     let mut slow = hub.subscribe(Some("f"), None, ADDR).unwrap();
     let mut other = hub.subscribe(Some("f"), None, ADDR).unwrap();
     hub.deliver(delivery(
@@ -159,7 +209,7 @@ async fn without_the_log_an_old_cursor_is_answered_with_a_reset() {
         ..HubLimits::default()
     };
     let hub = Hub::new([(0, 0)].into(), None, limits);
-    hub.add_filter("f", fire(), 0);
+    hub.add_filter("f", fire(), FIRE);
     let events = (0..5).map(|o| event(0, o, "🔥")).collect();
     hub.deliver(delivery(events, &[(0, 5)]));
     let mut sub = hub
