@@ -8,13 +8,14 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use emoflow_dataflow::snapshot::ViewState;
 use emoflow_dataflow::{
-    parse_filter_list, run_views, DeadLetter, InputData, RunOptions, ViewsDocument,
+    parse_filter_list, run_views, write_document, DeadLetter, InputData, RunOptions, ViewConfig,
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::QueryArgs;
+use crate::cli::{DocumentArgs, QueryArgs};
 
 /// Runs the views over the file and prints the document on stdout.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
@@ -68,19 +69,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     };
-    let doc = ViewsDocument::render(state, &cfg, &filter_ids);
-    let rejected: i64 = doc.rejected.values().sum();
-    let mut stdout = std::io::stdout().lock();
-    if args.pretty {
-        serde_json::to_writer_pretty(&mut stdout, &doc)?;
-    } else {
-        serde_json::to_writer(&mut stdout, &doc)?;
-    }
-    writeln!(stdout)?;
+    let stdout = std::io::stdout().lock();
+    print_document(state, &cfg, &filter_ids, &args.document, stdout)?;
+    let total = state.lifetime.total;
+    let rejected: i64 = state.lifetime.rejected.values().sum();
     let secs = out.elapsed.as_secs_f64();
     tracing::info!(
         lines = out.lines,
-        accepted = doc.total,
+        accepted = total,
         rejected,
         seconds = format!("{secs:.3}"),
         lines_per_sec = format!("{:.0}", out.lines as f64 / secs.max(1e-9)),
@@ -90,6 +86,24 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     if rejected > 0 && args.dead_letters.is_none() {
         tracing::warn!("{rejected} lines were rejected; --dead-letters FILE keeps them with their line numbers");
     }
+    Ok(())
+}
+
+/// Writes the views document of `state` to `out`, one user's sessions at a time (a million
+/// users' document is never held whole), through a large buffer, and a final newline.
+pub fn print_document(
+    state: &ViewState,
+    cfg: &ViewConfig,
+    filter_ids: &[String],
+    args: &DocumentArgs,
+    out: impl Write,
+) -> anyhow::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let shown = args.sessions.shown();
+    write_document(state, cfg, filter_ids, shown, args.pretty, &mut out)
+        .context("cannot write the views document")?;
+    writeln!(out)?;
+    out.flush().context("cannot write the views document")?;
     Ok(())
 }
 

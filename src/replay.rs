@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions, ViewsDocument};
+use emoflow_dataflow::{start_kafka, FilterSpec, KafkaInput, KafkaRunOptions};
 use emoflow_ingest::kafka::{resolve_range, PartitionRange};
 use emoflow_ingest::MaxFuture;
 use emoflow_storage::archive::STOP_PATIENCE;
@@ -114,27 +114,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         );
         return archive_outcome(archived.as_ref());
     };
-    let doc = ViewsDocument::render(state, &cfg, &filter_ids);
-    let mut sink: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
+    let sink: Box<dyn Write> = match &args.out {
+        Some(path) => Box::new(
             std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
-        )),
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
-    if args.pretty {
-        serde_json::to_writer_pretty(&mut sink, &doc)?;
-    } else {
-        serde_json::to_writer(&mut sink, &doc)?;
-    }
-    writeln!(sink)?;
-    sink.flush()?;
+    crate::query::print_document(state, &cfg, &filter_ids, &args.document, sink)?;
     let secs = out.elapsed.as_secs_f64();
     tracing::info!(
-        accepted = doc.total,
-        rejected = doc.rejected.values().sum::<i64>(),
+        accepted = state.lifetime.total,
+        rejected = state.lifetime.rejected.values().sum::<i64>(),
         seconds = format!("{secs:.3}"),
-        accepted_per_sec = format!("{:.0}", doc.total as f64 / secs.max(1e-9)),
+        accepted_per_sec = format!("{:.0}", state.lifetime.total as f64 / secs.max(1e-9)),
         "replay done"
     );
     if state.skipped.total > 0 {

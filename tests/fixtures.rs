@@ -30,6 +30,10 @@ fn filters(dir: &Path) -> Vec<(String, Value)> {
 }
 
 fn query(input: &Path, filters: &Path, workers: usize) -> Value {
+    query_with(input, filters, workers, &[])
+}
+
+fn query_with(input: &Path, filters: &Path, workers: usize, more: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_emoflow"))
         .args([
             "query",
@@ -44,6 +48,7 @@ fn query(input: &Path, filters: &Path, workers: usize) -> Value {
         .arg(input)
         .arg("--filters")
         .arg(filters)
+        .args(more)
         .output()
         .unwrap();
     assert!(
@@ -86,6 +91,24 @@ fn query_prints_the_expected_views_of_every_fixture() {
                 "{name} with {workers} workers"
             );
         }
+    }
+}
+
+#[test]
+fn sessions_summary_prints_the_views_without_each_users_sessions() {
+    let dir = fixtures_dir();
+    for name in FIXTURES {
+        let input = dir.join(format!("{name}.ndjson"));
+        let expected_path = dir.join(format!("{name}.expected.json"));
+        let mut want: Value =
+            serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap()).unwrap();
+        if let Some(sessions) = want["sessions"].as_object_mut() {
+            sessions.remove("by_user");
+        }
+        let filters = dir.join("filters.json");
+        let got = query_with(&input, &filters, 2, &["--sessions", "summary", "--pretty"]);
+        assert!(got["sessions"].get("by_user").is_none(), "{name}");
+        assert_eq!(diff(&got, &want), None, "{name}");
     }
 }
 

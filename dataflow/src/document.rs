@@ -136,20 +136,41 @@ pub fn ranked(mut entries: Vec<(String, i64)>) -> Vec<TopEntry> {
 
 /// Summary statistics of a set of sessions.
 pub fn summarize<'a>(users: usize, sessions: impl Iterator<Item = &'a Session>) -> SessionSummary {
-    let (mut n, mut duration, mut events, mut rate) = (0usize, 0i128, 0u128, 0f64);
-    for s in sessions {
-        n += 1;
-        duration += i128::from(s.duration_ms());
-        events += u128::from(s.events);
-        rate += s.rate_per_min();
+    let mut sum = SummarySum::default();
+    sessions.for_each(|s| sum.add(s));
+    sum.summary(users)
+}
+
+/// Sums for [`SessionSummary`], fed one session at a time (the order of the sessions fixes
+/// the floating-point sums: documents feed them by user, then newest first).
+#[derive(Debug, Default)]
+pub struct SummarySum {
+    n: usize,
+    duration: i128,
+    events: u128,
+    rate: f64,
+}
+
+impl SummarySum {
+    /// Adds `s`.
+    pub fn add(&mut self, s: &Session) {
+        self.n += 1;
+        self.duration += i128::from(s.duration_ms());
+        self.events += u128::from(s.events);
+        self.rate += s.rate_per_min();
     }
-    let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
-    SessionSummary {
-        users,
-        sessions: n,
-        mean_duration_ms: mean(duration as f64),
-        mean_events: mean(events as f64),
-        mean_rate_per_min: mean(rate),
+
+    /// The summary of what was added, over `users` users.
+    pub fn summary(&self, users: usize) -> SessionSummary {
+        let n = self.n;
+        let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
+        SessionSummary {
+            users,
+            sessions: n,
+            mean_duration_ms: mean(self.duration as f64),
+            mean_events: mean(self.events as f64),
+            mean_rate_per_min: mean(self.rate),
+        }
     }
 }
 
@@ -229,9 +250,22 @@ pub fn sessions(state: &ViewState) -> SessionsDoc {
     SessionsDoc { summary, by_user }
 }
 
-impl ViewsDocument {
-    /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
-    pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
+/// Everything of a document but the sessions.
+pub(crate) struct Head {
+    pub total: i64,
+    pub counts: BTreeMap<String, i64>,
+    pub event_types: BTreeMap<String, i64>,
+    pub top: Vec<TopEntry>,
+    pub windows: Vec<WindowDoc>,
+    pub filters: BTreeMap<String, FilterDoc>,
+    pub rejected: BTreeMap<String, i64>,
+    pub as_of: u64,
+}
+
+impl Head {
+    /// The head of `state`'s document. `filter_ids` are the filters in force (shown even with
+    /// no match).
+    pub(crate) fn of(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
         let lifetime = &state.lifetime;
         let filters = filter_ids
             .iter()
@@ -245,16 +279,33 @@ impl ViewsDocument {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect::<BTreeMap<_, _>>()
         };
-        ViewsDocument {
+        Head {
             total: lifetime.total,
             counts: sorted(&lifetime.counts),
             event_types: sorted(&lifetime.event_types),
             top: lifetime_top(state),
             windows: windows(state, cfg),
-            sessions: sessions(state),
             filters,
             rejected: sorted(&lifetime.rejected),
             as_of: state.as_of,
+        }
+    }
+}
+
+impl ViewsDocument {
+    /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
+    pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
+        let head = Head::of(state, cfg, filter_ids);
+        ViewsDocument {
+            total: head.total,
+            counts: head.counts,
+            event_types: head.event_types,
+            top: head.top,
+            windows: head.windows,
+            sessions: sessions(state),
+            filters: head.filters,
+            rejected: head.rejected,
+            as_of: head.as_of,
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - [`feed::Feed`] pre-aggregates a worker's events, counts filter matches, and routes users'
 //!   events to their owners.
 //! - [`snapshot::Collector`] folds captured updates into a [`snapshot::ViewState`] one complete
-//!   dataflow time at a time; [`document::ViewsDocument`] renders it.
+//!   dataflow time at a time; [`document::ViewsDocument`] renders it, and
+//!   [`document_stream::write_document`] writes it as JSON one user at a time.
 //! - [`runner`] runs it all, one worker loop for every input: each worker reads a
 //!   [`source`] (NDJSON, Parquet, Kafka partitions) through the one [`intake`] (decode, then
 //!   accept or reject), its clock ending dataflow times. [`run_views`] describes a run over
@@ -25,6 +26,7 @@ pub(crate) mod config;
 mod control;
 pub(crate) mod counts;
 pub mod document;
+pub mod document_stream;
 pub(crate) mod error;
 pub mod feed;
 pub mod filter;
@@ -59,6 +61,7 @@ pub use batch::{FilterKey, FilterNo};
 pub use cluster::{Cluster, ClusterError, Hello, Link, Member};
 pub use config::{ViewConfig, WINDOWS_SHOWN};
 pub use document::ViewsDocument;
+pub use document_stream::{write_document, SessionsShown};
 pub use error::RunError;
 pub use filter::{parse_filter_list, FilterListError, FilterSpec, SpecError};
 pub use filter_control::{FilterChange, FilterControl};

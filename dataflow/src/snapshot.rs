@@ -285,15 +285,23 @@ impl ViewState {
 
     /// Every user's sessions, sorted by user (a stable order for floating-point sums).
     pub fn all_sessions(&self) -> BTreeMap<&str, Vec<Session>> {
-        self.sessions
+        self.users_with_sessions()
+            .into_iter()
+            .filter_map(|user| Some((user, self.sessions_of(user)?)))
+            .collect()
+    }
+
+    /// The users with a session in the retained history, sorted: the order documents list
+    /// them in.
+    pub fn users_with_sessions(&self) -> Vec<&str> {
+        let mut users: Vec<&str> = self
+            .sessions
             .iter()
             .filter(|(_, set)| !set.is_empty())
-            .map(|(user, set)| {
-                let mut list: Vec<Session> = set.keys().copied().collect();
-                list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
-                (user.as_str(), list)
-            })
-            .collect()
+            .map(|(user, _)| user.as_str())
+            .collect();
+        users.sort_unstable();
+        users
     }
 
     /// The value of a lifetime counter (0 when absent).

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use emoflow_dataflow::{
-    run_views, FilterSpec, InputData, RunOptions, ScheduledFilterChange, ViewConfig, ViewsDocument,
+    run_views, write_document, FilterSpec, InputData, RunOptions, ScheduledFilterChange,
+    SessionsShown, ViewConfig, ViewsDocument,
 };
 use emoflow_fixtures::{diff, expected, Params};
 use proptest::prelude::*;
@@ -216,12 +217,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     )
     .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let ids: Vec<String> = last.iter().map(|(id, _)| id.clone()).collect();
-    let actual = serde_json::to_value(ViewsDocument::render(
-        out.state.as_ref().unwrap(),
-        &cfg,
-        &ids,
-    ))
-    .unwrap();
+    let state = out.state.as_ref().unwrap();
+    let rendered = ViewsDocument::render(state, &cfg, &ids);
+    // `query` writes the document streaming: the same bytes, made one user at a time.
+    let mut streamed = Vec::new();
+    write_document(state, &cfg, &ids, SessionsShown::All, false, &mut streamed).unwrap();
+    prop_assert_eq!(
+        String::from_utf8_lossy(&streamed),
+        serde_json::to_string(&rendered).unwrap()
+    );
+    let actual = serde_json::to_value(rendered).unwrap();
     let lines: Vec<&[u8]> = c.lines.iter().map(|l| l.as_bytes()).collect();
     let want = expected(&lines, &last, c.params);
     if let Some(d) = diff(&actual, &want) {

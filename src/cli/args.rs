@@ -70,11 +70,41 @@ pub struct QueryArgs {
     /// Lines per dataflow time, per worker.
     #[arg(long, default_value_t = 65_536, env = "EMOFLOW_BATCH_LINES", value_parser = whole::<usize>(1, ANY), allow_negative_numbers = true)]
     pub batch_lines: usize,
+    #[command(flatten)]
+    pub document: DocumentArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// How the views document is printed (`query`, `replay`).
+#[derive(Debug, Clone, Args)]
+pub struct DocumentArgs {
     /// Indent the JSON output.
     #[arg(long, env = "EMOFLOW_PRETTY")]
     pub pretty: bool,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
+    /// Sessions to print: `all` (the summary and every user's, `by_user`) or `summary` (the
+    /// summary alone: with a million users `by_user` is hundreds of MB).
+    #[arg(long, value_enum, default_value_t = SessionsArg::All, env = "EMOFLOW_SESSIONS")]
+    pub sessions: SessionsArg,
+}
+
+/// The sessions a printed document shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SessionsArg {
+    /// The summary and every user's sessions.
+    All,
+    /// The summary alone.
+    Summary,
+}
+
+impl SessionsArg {
+    /// As the dataflow's document writer takes it.
+    pub fn shown(self) -> emoflow_dataflow::SessionsShown {
+        match self {
+            SessionsArg::All => emoflow_dataflow::SessionsShown::All,
+            SessionsArg::Summary => emoflow_dataflow::SessionsShown::Summary,
+        }
+    }
 }
 
 /// One process of a timely cluster: the same command runs in every process, each with its own
@@ -294,9 +324,8 @@ pub struct ReplayArgs {
     /// Write the document here instead of standard output.
     #[arg(long, env = "EMOFLOW_OUT")]
     pub out: Option<PathBuf>,
-    /// Indent the JSON output.
-    #[arg(long, env = "EMOFLOW_PRETTY")]
-    pub pretty: bool,
+    #[command(flatten)]
+    pub document: DocumentArgs,
     /// Also archive the range to Parquet, into DIR (without DIR: `--archive-dir`, or
     /// `<data-dir>/archive`). What is archived already is not written again.
     #[arg(long, value_name = "DIR", num_args = 0..=1, env = "EMOFLOW_ARCHIVE")]
