@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use emoflow_dataflow::ViewsDocument;
 use emoflow_dataflow::{parse_filter_list, run_views, FilterSpec, InputData, RunOptions};
 use emoflow_ingest::parquet_source::ParquetInput;
 use emoflow_storage::export::{export_events, write_view_tables, ExportRequest};
@@ -94,8 +93,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             None,
         )?;
         let state = out.state.context("the run returned no views")?;
-        let doc = ViewsDocument::render(&state, &cfg, &[]);
-        let written = write_view_tables(&doc, &args.out).map_err(anyhow::Error::msg)?;
+        let written = write_view_tables(&state, &cfg, &args.out).map_err(anyhow::Error::msg)?;
         for path in written {
             eprintln!("wrote {}", path.display());
         }

@@ -62,9 +62,10 @@ impl CaptureSlot {
 /// time its `as_of` moves on (on the calling thread, so it must be quick).
 pub(crate) fn collect(
     rx: mpsc::Receiver<CapturedEvent>,
+    cfg: &ViewConfig,
     mut advanced: impl FnMut(&mut Collector),
 ) -> Collector {
-    let mut collector = Collector::default();
+    let mut collector = Collector::new(cfg);
     for event in rx {
         if collector.push(event) {
             advanced(&mut collector);

@@ -63,20 +63,7 @@ impl From<Session> for SessionDoc {
     }
 }
 
-/// Means over all sessions of all users.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionSummary {
-    /// Users with at least one session.
-    pub users: usize,
-    /// Sessions of all users.
-    pub sessions: usize,
-    /// Mean session duration.
-    pub mean_duration_ms: f64,
-    /// Mean events per session.
-    pub mean_events: f64,
-    /// Mean session rate.
-    pub mean_rate_per_min: f64,
-}
+pub use crate::session_totals::SessionSummary;
 
 /// The sessions view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,6 +290,33 @@ impl ViewsDocument {
             top: head.top,
             windows: head.windows,
             sessions: sessions(state),
+            filters: head.filters,
+            rejected: head.rejected,
+            as_of: head.as_of,
+        }
+    }
+
+    /// [`ViewsDocument::render`] without `sessions.by_user` (left empty), for those who read
+    /// each user's sessions from the state a few at a time: the summary is the same.
+    pub fn render_summary(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
+        let head = Head::of(state, cfg, filter_ids);
+        let users = state.users_with_sessions();
+        let mut sum = SummarySum::default();
+        for user in &users {
+            for s in state.sessions_of(user).unwrap_or_default() {
+                sum.add(&s);
+            }
+        }
+        ViewsDocument {
+            total: head.total,
+            counts: head.counts,
+            event_types: head.event_types,
+            top: head.top,
+            windows: head.windows,
+            sessions: SessionsDoc {
+                summary: sum.summary(users.len()),
+                by_user: BTreeMap::new(),
+            },
             filters: head.filters,
             rejected: head.rejected,
             as_of: head.as_of,

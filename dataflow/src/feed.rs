@@ -438,7 +438,8 @@ impl Feed {
         for f in &mut self.filters {
             if f.backfilling && self.deliver {
                 for event in f.found.take() {
-                    self.found.push(RunReport::Backfilled(f.key.clone(), event));
+                    self.found
+                        .push(RunReport::Backfilled(f.key.clone(), Box::new(event)));
                 }
             }
             f.backfilling = false;
@@ -489,19 +490,21 @@ impl Feed {
             }
         }
         for record in self.dead_letters.drain(..) {
-            inputs.reports.update(RunReport::DeadLetter(record), 1);
+            inputs
+                .reports
+                .update(RunReport::DeadLetter(Box::new(record)), 1);
         }
         let oldest = (self.recent_next + RECENT_EVENTS - self.recent_len) % RECENT_EVENTS;
         for i in 0..self.recent_len {
             let slot = &self.recent[(oldest + i) % RECENT_EVENTS];
-            let shown = ViewUpdate::Recent(slot.arrival, slot.shown());
+            let shown = ViewUpdate::Recent(slot.arrival, Box::new(slot.shown()));
             inputs.extras.update(shown, 1);
         }
         self.recent_len = 0;
         for (event, matched) in self.take_accepted() {
             inputs
                 .reports
-                .update(RunReport::Accepted(event, matched), 1);
+                .update(RunReport::Accepted(Box::new(event), matched), 1);
         }
         for found in self.found.drain(..) {
             inputs.reports.update(found, 1);

@@ -48,6 +48,7 @@ pub mod report;
 pub(crate) mod retained;
 pub(crate) mod run;
 pub(crate) mod runner;
+pub mod session_totals;
 pub mod sessions;
 pub mod snapshot;
 pub(crate) mod source;

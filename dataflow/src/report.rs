@@ -20,7 +20,9 @@ pub enum Output {
     Report(RunReport),
 }
 
-/// A report of the runner's, with a multiplicity like a view's record.
+/// A report of the runner's, with a multiplicity like a view's record. Its large, rare
+/// variants are boxed, so that the frequent small records the dataflow moves and sorts (every
+/// session change is an [`Output`]) stay small.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RunReport {
     /// The next offset to read in a Kafka partition: where the views stand in the log.
@@ -29,17 +31,17 @@ pub enum RunReport {
     /// number): a filter change is in the views once every worker reports it.
     FilterApplied(u32, u64),
     /// A rejected message (only ever added; the state keeps the newest few thousand).
-    DeadLetter(DeadLetter),
+    DeadLetter(Box<DeadLetter>),
     /// Offsets `from..to` of a partition passed over without a message: the broker no longer
     /// held them when they were to be read (only ever added).
     Skipped(i32, i64, i64),
     /// An accepted event and the filters its reader matched, for live delivery to subscribers
     /// (only with delivery on; not kept in the state: the collector hands them on,
     /// `Collector::take_outbox` in `snapshot.rs`).
-    Accepted(ShownEvent, Matched),
+    Accepted(Box<ShownEvent>, Matched),
     /// One of the newest matches of a filter the back-fill found (only with delivery on; not
     /// kept in the state).
-    Backfilled(FilterKey, ShownEvent),
+    Backfilled(FilterKey, Box<ShownEvent>),
 }
 
 /// Which filters an accepted event matched, as the worker that read it matched them: live

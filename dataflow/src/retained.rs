@@ -68,34 +68,30 @@ pub fn retained_views<'s>(
         .as_collection()
 }
 
-/// One user's sessions, and this time's session changes.
+/// One user's sessions, and where they wait for eviction.
 #[derive(Default)]
 struct UserState {
     sessions: UserSessions,
-    /// Session changes since the last drain; an update that undoes the previous one cancels it.
-    log: Vec<(Session, isize)>,
-    dirty: bool,
     /// The key under which the user waits in the eviction queue, if they do.
     queued_at: Option<i64>,
 }
 
-/// Records a session change, cancelling it against the previous one when it undoes it (an
-/// event extending a session reports `-old +new`; the next one `-new +newer`).
-fn log_change(log: &mut Vec<(Session, isize)>, s: Session, diff: isize) {
-    if let Some(&(last, d)) = log.last() {
-        if last == s && d == -diff {
-            log.pop();
-            return;
-        }
-    }
-    log.push((s, diff));
-}
+/// The session changes of one dataflow time, of every user of the worker: one buffer for all
+/// (a per-user buffer costs each of a million users its own allocation), consolidated when
+/// the time ends (an event extending a session reports `-old +new`; the next one `-new
+/// +newer`, which cancels).
+#[derive(Default)]
+struct SessionChanges(Vec<((Sym, Session), isize)>);
 
-/// Notes that `user`'s sessions changed at this time, once.
-fn mark_dirty(state: &mut UserState, user: Sym, dirty: &mut Vec<Sym>) {
-    if !state.dirty {
-        state.dirty = true;
-        dirty.push(user);
+impl SessionChanges {
+    fn record(&mut self, user: Sym, s: Session, diff: isize) {
+        self.0.push(((user, s), diff));
+    }
+
+    /// The time's net changes, by user: the buffer is kept for the next time.
+    fn drain(&mut self) -> std::vec::Drain<'_, ((Sym, Session), isize)> {
+        differential_dataflow::consolidation::consolidate(&mut self.0);
+        self.0.drain(..)
     }
 }
 
@@ -122,7 +118,7 @@ pub struct RetainedState {
     /// Deleted filters, with how many readers said so: late counts of theirs are dropped.
     deleted: FxHashMap<FilterKey, usize>,
     newest_ts: i64,
-    dirty_users: Vec<Sym>,
+    changes: SessionChanges,
     /// Users seen for the first time at this time.
     new_users: Vec<Sym>,
     /// Match counts of filters deleted at this time, to retract.
@@ -141,7 +137,7 @@ impl RetainedState {
             filters: FxHashMap::default(),
             deleted: FxHashMap::default(),
             newest_ts: i64::MIN,
-            dirty_users: Vec::new(),
+            changes: SessionChanges::default(),
             new_users: Vec::new(),
             retract: Vec::new(),
         }
@@ -206,13 +202,12 @@ impl RetainedState {
                 continue;
             }
             let state = &mut self.users[user as usize - 1];
-            let log = &mut state.log;
+            let changes = &mut self.changes;
             state
                 .sessions
                 .insert(ts, gap, |t| cfg.bucket_of(t), &mut |s, d| {
-                    log_change(log, s, d)
+                    changes.record(user, s, d)
                 });
-            mark_dirty(state, user, &mut self.dirty_users);
             self.requeue(user);
         }
         for d in &batch.filter_deltas {
@@ -235,13 +230,12 @@ impl RetainedState {
             self.evict_queue.pop_first();
             let state = &mut self.users[user as usize - 1];
             state.queued_at = None;
-            let log = &mut state.log;
+            let changes = &mut self.changes;
             state
                 .sessions
                 .evict(|p| !cfg.retains(p.start_ms, horizon), &mut |s, d| {
-                    log_change(log, s, d)
+                    changes.record(user, s, d)
                 });
-            mark_dirty(state, user, &mut self.dirty_users);
             self.requeue(user);
         }
         for f in self.filters.values_mut() {
@@ -269,7 +263,7 @@ impl RetainedState {
 
     fn drain(&mut self, emit: &mut impl FnMut(ViewUpdate, isize)) {
         for user in self.new_users.drain(..) {
-            emit(ViewUpdate::UserSeen(self.user_ids.name(user).to_owned()), 1);
+            emit(ViewUpdate::UserSeen(self.user_ids.shared(user)), 1);
         }
         for (id, matches) in self.retract.drain(..) {
             if matches != 0 {
@@ -283,17 +277,11 @@ impl RetainedState {
                 f.delta = 0;
             }
         }
-        for user in self.dirty_users.drain(..) {
-            let state = &mut self.users[user as usize - 1];
-            state.dirty = false;
-            let mut log = std::mem::take(&mut state.log);
-            differential_dataflow::consolidation::consolidate(&mut log);
-            let name = self.user_ids.name(user);
-            for (session, diff) in log.drain(..) {
-                emit(ViewUpdate::Session(name.to_owned(), session), diff);
-            }
-            // Keep the allocation for the next time.
-            state.log = log;
+        for ((user, session), diff) in self.changes.drain() {
+            emit(
+                ViewUpdate::Session(self.user_ids.shared(user), session),
+                diff,
+            );
         }
     }
 }

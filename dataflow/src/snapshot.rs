@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use imbl::shared_ptr::DefaultSharedPtr;
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::capture::Event;
 use timely::progress::frontier::MutableAntichain;
 
+use crate::config::ViewConfig;
 use crate::feed::RECENT_EVENTS;
 use crate::report::{DeadLetter, Output, RunReport};
+use crate::session_totals::SessionTotals;
 use crate::sessions::Session;
 use crate::update::{CountKey, ShownEvent, ViewUpdate, WindowSlot};
 
@@ -33,23 +35,40 @@ pub type POrdMap<K, V> = imbl::OrdMap<K, V>;
 /// which must not cost an allocation each.
 pub type Name = Arc<str>;
 
-/// A multiset of records; only records with a non-zero multiplicity are kept.
-type Multiset<K> = FxHashMap<K, isize>;
+/// One user's retained sessions, newest first, exactly as long as it needs to be: a user has a
+/// handful, and a million users must not each cost a hash table or spare capacity. Snapshots
+/// share it; a change makes a new one.
+type SessionList = Arc<[Session]>;
 
-fn add<K: std::hash::Hash + Eq>(set: &mut Multiset<K>, key: K, diff: isize) {
-    use std::collections::hash_map::Entry;
-    match set.entry(key) {
-        Entry::Occupied(mut o) => {
-            *o.get_mut() += diff;
-            if *o.get() == 0 {
-                o.remove();
-            }
+/// The order of a [`SessionList`]: newest first (sessions of a user never overlap; within a
+/// dataflow time a session and its successor can be held together, so ties are broken).
+fn newest_first(s: &Session) -> (std::cmp::Reverse<i64>, i64, u64) {
+    (std::cmp::Reverse(s.start_ms), s.end_ms, s.events)
+}
+
+/// Adds `s` to `list` (`diff > 0`) or removes it (`diff < 0`); says whether `list` changed. A
+/// user's updates of a dataflow time are consolidated by the worker that owns the user and
+/// times are applied in order, so a session arrives once and leaves only after it arrived.
+fn change_session(list: &mut Vec<Session>, s: Session, diff: isize) -> bool {
+    let at = list.binary_search_by_key(&newest_first(&s), newest_first);
+    match (at, diff.signum()) {
+        (Err(i), 1) => {
+            list.insert(i, s);
+            true
         }
-        Entry::Vacant(v) => {
-            if diff != 0 {
-                v.insert(diff);
-            }
+        (Ok(i), -1) => {
+            list.remove(i);
+            true
         }
+        (Ok(_), 1) => {
+            debug_assert!(false, "session {s:?} added twice");
+            false
+        }
+        (Err(_), -1) => {
+            debug_assert!(false, "session {s:?} left before it arrived");
+            false
+        }
+        _ => false,
     }
 }
 
@@ -150,7 +169,10 @@ pub struct ViewState {
     pub(crate) windows: POrdMap<i64, POrdMap<WindowSlot, i64>>,
     /// Window start -> emoji -> count, of the emojis in the window's top-K.
     pub(crate) window_top: POrdMap<i64, POrdMap<String, i64>>,
-    pub(crate) sessions: PMap<String, Arc<Multiset<Session>>>,
+    /// User -> their sessions; the key is the owning worker's interned id (one copy).
+    pub(crate) sessions: PMap<Arc<str>, SessionList>,
+    /// Sums over `sessions`, kept as they change (`GET /sessions`).
+    pub session_totals: SessionTotals,
     /// Filter id -> matches.
     pub(crate) filters: PMap<String, i64>,
     /// Kafka partition -> next offset to read: where these views stand in the log.
@@ -171,6 +193,14 @@ pub struct ViewState {
 }
 
 impl ViewState {
+    /// Empty views with the parameters `cfg`.
+    pub fn new(cfg: &ViewConfig) -> Self {
+        ViewState {
+            session_totals: SessionTotals::new(cfg.session_gap_ms),
+            ..ViewState::default()
+        }
+    }
+
     /// Applies one update with its multiplicity.
     pub fn apply(&mut self, update: ViewUpdate, diff: isize) {
         match update {
@@ -190,19 +220,10 @@ impl ViewState {
                     self.window_top.remove(&w);
                 }
             }
-            ViewUpdate::Session(user, s) => {
-                // A user whose sessions all left retention stays, with none: seen, not unknown.
-                if let Some(set) = self.sessions.get_mut(&user) {
-                    add(Arc::make_mut(set), s, diff);
-                } else {
-                    let mut set = Multiset::default();
-                    add(&mut set, s, diff);
-                    self.sessions.insert(user, Arc::new(set));
-                }
-            }
+            ViewUpdate::Session(user, s) => self.apply_sessions(user, [(s, diff)]),
             ViewUpdate::UserSeen(user) => {
                 if diff > 0 && !self.sessions.contains_key(&user) {
-                    self.sessions.insert(user, Arc::default());
+                    self.sessions.insert(user, SessionList::from([]));
                 }
             }
             // Filters whose count returns to 0 (removed ones, too) leave nothing behind.
@@ -216,8 +237,38 @@ impl ViewState {
             }
             ViewUpdate::Recent(arrival, e) => {
                 if diff > 0 {
-                    self.arriving.push((arrival, e));
+                    self.arriving.push((arrival, *e));
                 }
+            }
+        }
+    }
+
+    /// Applies changes to one user's sessions: one look-up and one new list for all of them
+    /// (a worker sends a user's changes of a time together: `-old +new`).
+    pub fn apply_sessions(
+        &mut self,
+        user: Arc<str>,
+        changes: impl IntoIterator<Item = (Session, isize)>,
+    ) {
+        let held = self.sessions.get_mut(&user);
+        let mut list = held.as_ref().map_or_else(Vec::new, |l| l.to_vec());
+        let had_some = !list.is_empty();
+        for (s, diff) in changes {
+            if change_session(&mut list, s, diff) {
+                self.session_totals.change(&s, diff);
+            }
+        }
+        match (had_some, list.is_empty()) {
+            (false, false) => self.session_totals.user(1),
+            (true, true) => self.session_totals.user(-1),
+            _ => {}
+        }
+        // A user whose sessions all left retention stays, with none: seen, not unknown.
+        let list = SessionList::from(list);
+        match held {
+            Some(slot) => *slot = list,
+            None => {
+                self.sessions.insert(user, list);
             }
         }
     }
@@ -252,7 +303,7 @@ impl ViewState {
             RunReport::Accepted(..) | RunReport::Backfilled(..) => {}
             RunReport::DeadLetter(d) => {
                 if diff > 0 {
-                    self.dead_letters.push_back(Arc::new(d));
+                    self.dead_letters.push_back(Arc::from(d));
                     if self.dead_letters.len() > DEAD_LETTERS_KEPT {
                         self.dead_letters.pop_front();
                     }
@@ -277,10 +328,7 @@ impl ViewState {
 
     /// The sessions of `user` still retained, newest first; `None` for a user never seen.
     pub fn sessions_of(&self, user: &str) -> Option<Vec<Session>> {
-        let set = self.sessions.get(user)?;
-        let mut list: Vec<Session> = set.keys().copied().collect();
-        list.sort_by_key(|s| std::cmp::Reverse(s.start_ms));
-        Some(list)
+        self.sessions.get(user).map(|list| list.to_vec())
     }
 
     /// Every user's sessions, sorted by user (a stable order for floating-point sums).
@@ -298,7 +346,7 @@ impl ViewState {
             .sessions
             .iter()
             .filter(|(_, set)| !set.is_empty())
-            .map(|(user, _)| user.as_str())
+            .map(|(user, _)| &**user)
             .collect();
         users.sort_unstable();
         users
@@ -325,18 +373,23 @@ pub struct Collector {
 
 impl Default for Collector {
     fn default() -> Self {
+        Collector::new(&ViewConfig::default())
+    }
+}
+
+impl Collector {
+    /// A collector of the views `cfg`, before any time is complete.
+    pub fn new(cfg: &ViewConfig) -> Self {
         let mut frontier = MutableAntichain::new();
         frontier.update_iter([(0u64, 1i64)]);
         Collector {
             frontier,
             pending: BTreeMap::new(),
-            state: ViewState::default(),
+            state: ViewState::new(cfg),
             outbox: Vec::new(),
         }
     }
-}
 
-impl Collector {
     /// Takes one captured event; returns true when the state moved to a later `as_of`.
     pub fn push(&mut self, event: CapturedEvent) -> bool {
         match event {
@@ -362,8 +415,23 @@ impl Collector {
                 break;
             }
             let (time, updates) = entry.remove_entry();
-            for (u, d) in updates {
+            let mut updates = updates.into_iter().peekable();
+            let mut changes = Vec::new();
+            while let Some((u, d)) = updates.next() {
                 match u {
+                    Output::View(ViewUpdate::Session(user, s)) => {
+                        changes.push((s, d));
+                        while let Some((Output::View(ViewUpdate::Session(next, s)), d)) =
+                            updates.peek()
+                        {
+                            if !Arc::ptr_eq(next, &user) && **next != *user {
+                                break;
+                            }
+                            changes.push((*s, *d));
+                            updates.next();
+                        }
+                        self.state.apply_sessions(user, changes.drain(..));
+                    }
                     Output::View(u) => self.state.apply(u, d),
                     Output::Report(r @ (RunReport::Accepted(..) | RunReport::Backfilled(..))) => {
                         if d > 0 {
@@ -433,6 +501,40 @@ mod tests {
             assert_eq!(s.count(&CountKey::Emoji("b".into())), 0);
             assert!(!s.lifetime.counts.contains_key("b"));
         }
+    }
+
+    #[test]
+    fn a_users_sessions_are_listed_newest_first_whatever_the_order_they_change_in() {
+        let at = |start_ms, end_ms, events| Session {
+            start_ms,
+            end_ms,
+            events,
+        };
+        let session = |s: Session| ViewUpdate::Session("u".into(), s);
+        let mut s = ViewState::default();
+        for (x, d) in [(at(10, 10, 1), 1), (at(0, 5, 2), 1), (at(30, 30, 1), 1)] {
+            s.apply(session(x), d);
+        }
+        // An event extends the session at 10 (its old value leaves after the new one arrived).
+        s.apply(session(at(10, 12, 2)), 1);
+        s.apply(session(at(10, 10, 1)), -1);
+        assert_eq!(
+            s.sessions_of("u"),
+            Some(vec![at(30, 30, 1), at(10, 12, 2), at(0, 5, 2)])
+        );
+        s.apply(session(at(0, 5, 2)), -1);
+        assert_eq!(s.sessions_of("u"), Some(vec![at(30, 30, 1), at(10, 12, 2)]));
+        assert_eq!(s.sessions_of("v"), None);
+        let totals = |s: &ViewState| {
+            let t = s.session_totals.summary();
+            (t.users, t.sessions)
+        };
+        assert_eq!(totals(&s), (1, 2));
+        s.apply(session(at(30, 30, 1)), -1);
+        s.apply(session(at(10, 12, 2)), -1);
+        // Seen, with no session retained: known to /sessions/{user}, not counted.
+        assert_eq!(s.sessions_of("u"), Some(vec![]));
+        assert_eq!(totals(&s), (0, 0));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the views compute: their changes, as differential updates. What the runner says beside
 //! them (positions, acknowledgements, dead letters, events for push) is `report.rs`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::filter::Amount;
@@ -41,17 +43,17 @@ pub enum ViewUpdate {
     WindowCount(i64, WindowSlot, i64),
     /// An emoji in a window's ties-aware top-K (window start, emoji, count).
     WindowTop(i64, String, i64),
-    /// A user's session.
-    Session(String, Session),
+    /// A user's session (the user's id shared with the worker's interner, not copied).
+    Session(Arc<str>, Session),
     /// A user's first accepted event (only ever added): `/sessions/{user}` knows them even when
     /// none of their sessions is retained.
-    UserSeen(String),
+    UserSeen(Arc<str>),
     /// Matches of the filter with this id (the multiplicity carries the count).
     FilterMatches(String),
     /// One of the newest accepted events, with when it arrived (the Kafka message's timestamp;
     /// 0 for files), which orders it among the other events of its dataflow time (only ever
     /// added; the state keeps the newest few).
-    Recent(i64, ShownEvent),
+    Recent(i64, Box<ShownEvent>),
 }
 
 /// An accepted event as responses show it: the normalised fields of docs/events.md plus where it was read.
@@ -150,14 +152,37 @@ mod tests {
         // absent field left out would shift every later one.
         use crate::report::{Output, RunReport};
         for u in [
-            Output::Report(RunReport::Accepted(event(None, None), Default::default())),
-            Output::View(ViewUpdate::Recent(3, event(Some("🔥"), Some(2.5)))),
+            Output::Report(RunReport::Accepted(
+                Box::new(event(None, None)),
+                Default::default(),
+            )),
+            Output::View(ViewUpdate::Recent(
+                3,
+                Box::new(event(Some("🔥"), Some(2.5))),
+            )),
             Output::Report(RunReport::FilterApplied(3, 7)),
             Output::Report(RunReport::Position(2, 40)),
         ] {
             let bytes = bincode::serialize(&u).unwrap();
             assert_eq!(bincode::deserialize::<Output>(&bytes).unwrap(), u);
         }
+    }
+
+    #[test]
+    fn the_records_the_dataflow_moves_most_stay_small() {
+        // Every session change and counter is one of these, moved through timely's buffers
+        // and sorted by differential: the rare large ones (events, dead letters) are boxed.
+        use crate::report::Output;
+        assert!(
+            std::mem::size_of::<ViewUpdate>() <= 56,
+            "{}",
+            std::mem::size_of::<ViewUpdate>()
+        );
+        assert!(
+            std::mem::size_of::<Output>() <= 64,
+            "{}",
+            std::mem::size_of::<Output>()
+        );
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! collector each time `as_of` advances, plus a short history of the accepted-event total for
 //! `GET /rates`. Handlers clone an `Arc` and never wait for the dataflow.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use emoflow_dataflow::document::{summarize, SessionSummary};
+use emoflow_dataflow::document::SessionSummary;
 use emoflow_dataflow::snapshot::ViewState;
 use emoflow_dataflow::ViewConfig;
 use serde::Serialize;
@@ -39,7 +39,6 @@ pub struct Snapshot {
     pub cfg: ViewConfig,
     /// `(second, accepted total at the end of that second)`, oldest first, processing time.
     pub history: imbl::Vector<(i64, i64)>,
-    sessions: OnceLock<SessionsSummary>,
 }
 
 impl Snapshot {
@@ -49,43 +48,32 @@ impl Snapshot {
             state,
             cfg,
             history,
-            sessions: OnceLock::new(),
         }
     }
 
     /// The empty views, before the dataflow published anything.
     pub fn empty(cfg: ViewConfig) -> Self {
-        Snapshot::new(ViewState::default(), cfg, imbl::Vector::new())
+        Snapshot::new(ViewState::new(&cfg), cfg, imbl::Vector::new())
     }
 
-    /// The sessions summary (computed on first use, once per snapshot).
-    pub fn sessions_summary(&self) -> &SessionsSummary {
-        self.sessions.get_or_init(|| {
-            let all = self.state.all_sessions();
-            let SessionSummary {
-                users,
-                sessions,
-                mean_duration_ms,
-                mean_events,
-                mean_rate_per_min,
-            } = summarize(all.len(), all.values().flatten());
-            let newest = all.values().flatten().map(|s| s.end_ms).max();
-            let gap = self.cfg.session_gap_ms;
-            let active = newest.map_or(0, |n| {
-                all.values()
-                    .flatten()
-                    .filter(|s| n - s.end_ms <= gap)
-                    .count()
-            });
-            SessionsSummary {
-                users,
-                sessions,
-                active,
-                mean_duration_ms,
-                mean_events,
-                mean_rate_per_min,
-            }
-        })
+    /// The sessions summary, from the totals the views keep as sessions change.
+    pub fn sessions_summary(&self) -> SessionsSummary {
+        let totals = &self.state.session_totals;
+        let SessionSummary {
+            users,
+            sessions,
+            mean_duration_ms,
+            mean_events,
+            mean_rate_per_min,
+        } = totals.summary();
+        SessionsSummary {
+            users,
+            sessions,
+            active: totals.active(),
+            mean_duration_ms,
+            mean_events,
+            mean_rate_per_min,
+        }
     }
 }
 

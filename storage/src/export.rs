@@ -18,8 +18,10 @@ use emoflow_ingest::parquet_source::{ParquetInput, RowGroupRef};
 use serde::Serialize;
 
 use crate::archive::{parquet_properties, write_batch, write_parquet_atomically, ArchiveRows};
+use emoflow_dataflow::sessions::Session;
+use emoflow_dataflow::snapshot::ViewState;
 use emoflow_dataflow::FilterSpec;
-use emoflow_dataflow::ViewsDocument;
+use emoflow_dataflow::{ViewConfig, ViewsDocument};
 
 /// What to export.
 #[derive(Debug, Clone)]
@@ -151,11 +153,103 @@ fn write_table(path: &Path, schema: SchemaRef, columns: Vec<ArrayRef>) -> Result
     .map(|_| ())
 }
 
-/// Writes the views of `doc` as Parquet tables beside `out`: `.counts` (emoji, count),
+/// The columns of the sessions table, filled a piece at a time.
+struct SessionColumns {
+    user: StringBuilder,
+    start: TimestampMillisecondBuilder,
+    end: TimestampMillisecondBuilder,
+    events: UInt64Builder,
+    duration: Int64Builder,
+    rate: Float64Builder,
+    rows: usize,
+}
+
+impl SessionColumns {
+    fn new() -> Self {
+        SessionColumns {
+            user: StringBuilder::new(),
+            start: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            end: TimestampMillisecondBuilder::new().with_timezone("UTC"),
+            events: UInt64Builder::new(),
+            duration: Int64Builder::new(),
+            rate: Float64Builder::new(),
+            rows: 0,
+        }
+    }
+
+    fn schema() -> SchemaRef {
+        schema(vec![
+            Field::new("user_id", DataType::Utf8, false),
+            Field::new("start", ts_type(), false),
+            Field::new("end", ts_type(), false),
+            Field::new("events", DataType::UInt64, false),
+            Field::new("duration_ms", DataType::Int64, false),
+            Field::new("rate_per_min", DataType::Float64, false),
+        ])
+    }
+
+    fn push(&mut self, user: &str, s: &Session) {
+        self.user.append_value(user);
+        self.start.append_value(s.start_ms);
+        self.end.append_value(s.end_ms);
+        self.events.append_value(s.events);
+        self.duration.append_value(s.duration_ms());
+        self.rate.append_value(s.rate_per_min());
+        self.rows += 1;
+    }
+
+    /// The rows gathered, as a batch; the columns start empty again.
+    fn take(&mut self) -> Result<RecordBatch, String> {
+        self.rows = 0;
+        RecordBatch::try_new(
+            Self::schema(),
+            vec![
+                Arc::new(self.user.finish()),
+                Arc::new(self.start.finish()),
+                Arc::new(self.end.finish()),
+                Arc::new(self.events.finish()),
+                Arc::new(self.duration.finish()),
+                Arc::new(self.rate.finish()),
+            ],
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// Writes every user's sessions to `path`, a piece of about `rows_per_batch` at a time.
+fn write_sessions(state: &ViewState, path: &Path, rows_per_batch: usize) -> Result<(), String> {
+    write_parquet_atomically(path, SessionColumns::schema(), parquet_properties(), |w| {
+        let mut columns = SessionColumns::new();
+        for user in state.users_with_sessions() {
+            for s in state.sessions_of(user).unwrap_or_default() {
+                columns.push(user, &s);
+            }
+            if columns.rows >= rows_per_batch {
+                write_batch(w, &columns.take()?)?;
+            }
+        }
+        if columns.rows > 0 {
+            write_batch(w, &columns.take()?)?;
+        }
+        Ok(())
+    })
+    .map(|_| ())
+}
+
+/// Sessions per Parquet write of the sessions table: it is written in pieces, so that a
+/// million users' sessions never sit in memory as one table (nor as a document).
+const SESSION_ROWS_PER_BATCH: usize = 65_536;
+
+/// Writes the views of `state` as Parquet tables beside `out`: `.counts` (emoji, count),
 /// `.event_types` (event_type, count), `.top` (rank, emoji, count), `.windows` (one row per
 /// window and emoji, with the window's total and the emoji's rank when in the window's top),
-/// `.sessions` (one row per session). Returns the paths written.
-pub fn write_view_tables(doc: &ViewsDocument, out: &Path) -> Result<Vec<PathBuf>, String> {
+/// `.sessions` (one row per session, by user, newest first). Returns the paths written.
+pub fn write_view_tables(
+    state: &ViewState,
+    cfg: &ViewConfig,
+    out: &Path,
+) -> Result<Vec<PathBuf>, String> {
+    let doc = &ViewsDocument::render_summary(state, cfg, &[]);
     let ts = || ts_type();
     let mut written = Vec::new();
 
@@ -254,42 +348,80 @@ pub fn write_view_tables(doc: &ViewsDocument, out: &Path) -> Result<Vec<PathBuf>
         ],
     )?;
 
-    let mut user = StringBuilder::new();
-    let mut start = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let mut end = TimestampMillisecondBuilder::new().with_timezone("UTC");
-    let (mut events, mut duration, mut rate) = (
-        UInt64Builder::new(),
-        Int64Builder::new(),
-        Float64Builder::new(),
-    );
-    for (u, sessions) in &doc.sessions.by_user {
-        for s in sessions {
-            user.append_value(u);
-            start.append_value(s.start_ms);
-            end.append_value(s.end_ms);
-            events.append_value(s.events);
-            duration.append_value(s.duration_ms);
-            rate.append_value(s.rate_per_min);
-        }
-    }
-    table(
-        "sessions",
-        vec![
-            Field::new("user_id", DataType::Utf8, false),
-            Field::new("start", ts(), false),
-            Field::new("end", ts(), false),
-            Field::new("events", DataType::UInt64, false),
-            Field::new("duration_ms", DataType::Int64, false),
-            Field::new("rate_per_min", DataType::Float64, false),
-        ],
-        vec![
-            Arc::new(user.finish()),
-            Arc::new(start.finish()),
-            Arc::new(end.finish()),
-            Arc::new(events.finish()),
-            Arc::new(duration.finish()),
-            Arc::new(rate.finish()),
-        ],
-    )?;
+    let path = beside(out, "sessions");
+    write_sessions(state, &path, SESSION_ROWS_PER_BATCH)?;
+    written.push(path);
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMillisecondType, UInt64Type};
+    use emoflow_dataflow::update::ViewUpdate;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    #[test]
+    fn the_sessions_table_holds_every_session_by_user_newest_first_written_in_pieces() {
+        let mut state = ViewState::default();
+        let mut want = Vec::new();
+        for (user, starts) in [("b", vec![0, 100_000]), ("a", vec![5_000, 900_000, 50])] {
+            state.apply(ViewUpdate::UserSeen(user.into()), 1);
+            for start in starts {
+                let s = Session {
+                    start_ms: start,
+                    end_ms: start + 10,
+                    events: 2,
+                };
+                state.apply(ViewUpdate::Session(user.into(), s), 1);
+            }
+        }
+        state.apply(ViewUpdate::UserSeen("nobody".into()), 1);
+        for user in state.users_with_sessions() {
+            for s in state.sessions_of(user).unwrap_or_default() {
+                want.push((
+                    user.to_owned(),
+                    s.start_ms,
+                    s.end_ms,
+                    s.events,
+                    s.duration_ms(),
+                ));
+            }
+        }
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0].0, "a");
+        assert_eq!(want[0].1, 900_000, "newest first");
+
+        let path =
+            std::env::temp_dir().join(format!("emoflow-sessions-{}.parquet", std::process::id()));
+        write_sessions(&state, &path, 2).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        assert!(reader.metadata().num_row_groups() >= 1);
+        let mut got = Vec::new();
+        let mut batches = 0;
+        for batch in reader.build().unwrap() {
+            let b = batch.unwrap();
+            batches += 1;
+            let user = b.column(0).as_string::<i32>();
+            let start = b.column(1).as_primitive::<TimestampMillisecondType>();
+            let end = b.column(2).as_primitive::<TimestampMillisecondType>();
+            let events = b.column(3).as_primitive::<UInt64Type>();
+            let duration = b.column(4).as_primitive::<Int64Type>();
+            for i in 0..b.num_rows() {
+                got.push((
+                    user.value(i).to_owned(),
+                    start.value(i),
+                    end.value(i),
+                    events.value(i),
+                    duration.value(i),
+                ));
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        assert!(batches >= 1);
+        assert_eq!(got, want);
+    }
 }

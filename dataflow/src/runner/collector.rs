@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::batch::FilterKey;
 use crate::capture::collect;
+use crate::config::ViewConfig;
 use crate::filter_control::FilterControl;
 use crate::freshness::{Freshness, OpenTimes};
 use crate::report::{Matched, RunReport};
@@ -48,8 +49,8 @@ impl Delivery {
         };
         for update in outbox {
             match update {
-                RunReport::Accepted(e, matched) => out.events.push((e, matched)),
-                RunReport::Backfilled(key, e) => out.backfilled.push((key, e)),
+                RunReport::Accepted(e, matched) => out.events.push((*e, matched)),
+                RunReport::Backfilled(key, e) => out.backfilled.push((key, *e)),
                 _ => {}
             }
         }
@@ -127,6 +128,8 @@ pub(crate) struct Listeners<P> {
     pub opened: Arc<OpenTimes>,
     /// Where the collector notes how far it has applied (file runs wait for it).
     pub applied: Arc<AtomicU64>,
+    /// The views' parameters.
+    pub views: ViewConfig,
 }
 
 /// The views and how fresh they stayed, as the collector ends.
@@ -147,7 +150,8 @@ pub(crate) fn spawn_collector<P: FnMut(&ViewState) + Send + 'static>(
             let mut delivered = BTreeMap::new();
             let mut acks = BTreeMap::new();
             let mut freshness = Freshness::default();
-            let collector = collect(rx, |c| {
+            let views = to.views;
+            let collector = collect(rx, &views, |c| {
                 let as_of = c.state().as_of;
                 to.applied.store(as_of, Ordering::Relaxed);
                 to.opened.complete(as_of, &mut freshness);

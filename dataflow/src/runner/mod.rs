@@ -234,6 +234,7 @@ pub(crate) fn start(
             deliver: shared.plan.deliver.clone(),
             opened: shared.opened.clone(),
             applied: shared.applied.clone(),
+            views: shared.plan.views,
         };
         collector::spawn_collector(rx, to, background)
     } else {
