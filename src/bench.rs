@@ -61,6 +61,9 @@ pub fn freshness(args: FreshnessArgs) -> anyhow::Result<()> {
         rate: args.rate,
         seconds: args.seconds,
         linger_ms: args.linger_ms,
+        users: args.users,
+        probes: args.probe,
+        serve_pid: args.serve_pid,
     })
 }
 

@@ -103,8 +103,8 @@ fn memory_source_over_processes_and_workers() {
             "1",
         ],
     );
-    assert!(stdout.contains("| 2×2 | 30000 |"), "{stdout}");
-    assert!(stdout.contains("| 1×1 | 30000 |") && stdout.contains("| 1.00x |"));
+    assert!(stdout.contains("| 2×2 | 10000 | 30000 |"), "{stdout}");
+    assert!(stdout.contains("| 1×1 | 10000 | 30000 |") && stdout.contains("| 1.00x |"));
     check_rows(
         dir.as_path(),
         30000.0,
@@ -113,6 +113,43 @@ fn memory_source_over_processes_and_workers() {
     // Every process holds the generated input: the cluster's rows count both copies.
     let rows = csv_rows(dir.as_path());
     assert!(number(&rows[2], "input_bytes") > 1.9 * number(&rows[0], "input_bytes"));
+}
+
+#[test]
+fn user_counts_are_measured_alternately_and_paired_with_the_first() {
+    let dir = support::temp_dir("bench-users");
+    let stdout = bench(
+        dir.as_path(),
+        &[
+            "--source",
+            "memory",
+            "--events",
+            "20000",
+            "--users",
+            "100,5000",
+            "--workers",
+            "2",
+            "--runs",
+            "2",
+        ],
+    );
+    assert!(stdout.contains("users=100,5000"), "{stdout}");
+    assert!(stdout.contains("| 1×2 | 100 | 20000 |"), "{stdout}");
+    assert!(stdout.contains("| 1×2 | 5000 | 20000 |"), "{stdout}");
+    let paired = stdout
+        .lines()
+        .find(|l| l.starts_with("paired: 1×2, 5000 users take "))
+        .unwrap_or_else(|| panic!("no paired line: {stdout}"));
+    assert!(
+        paired.contains("of 100 users (median of 2 runs"),
+        "{paired}"
+    );
+    check_rows(dir.as_path(), 20000.0, &[(1.0, 2.0), (1.0, 2.0)]);
+    let users: Vec<f64> = csv_rows(dir.as_path())
+        .iter()
+        .map(|r| number(r, "users"))
+        .collect();
+    assert_eq!(users, [100.0, 5000.0]);
 }
 
 #[test]

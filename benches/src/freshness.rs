@@ -1,8 +1,9 @@
 //! `emoflow bench-freshness`: how long an event takes from being produced to being counted in
 //! `GET /stats`, at a steady rate. A producer thread sends generated events at `--rate` and
 //! notes when it sent every 100th; a poller reads `/stats` every few milliseconds and notes
-//! when the total first covered each of them. Needs a running `emoflow serve` on the same
-//! topic.
+//! when the total first covered each of them. Meanwhile probers request the read routes asked
+//! (each every ~10 ms) and, given the service's pid, a sampler notes its resident memory every
+//! second. Needs a running `emoflow serve` on the same topic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,12 @@ pub struct Options {
     pub seconds: u64,
     /// The producer's linger (batching delay), part of the measured time.
     pub linger_ms: u64,
+    /// Distinct users of the generated events.
+    pub users: u32,
+    /// Read routes to request meanwhile (each every ~10 ms), such as `/top` or `/sessions`.
+    pub probes: Vec<String>,
+    /// The service's process id, to sample its resident memory.
+    pub serve_pid: Option<u32>,
 }
 
 /// Every how many events a send time is noted.
@@ -40,19 +47,29 @@ fn stats_total(addr: &str) -> anyhow::Result<i64> {
     v["total"].as_i64().context("no total in /stats")
 }
 
-/// Requests `GET /top` every `every` until `done`, returning each one's latency in ms.
-fn probe_top(addr: &str, every: Duration, done: &AtomicBool) -> anyhow::Result<Vec<f64>> {
+/// Requests `GET route` every `every` until `done`, returning each one's latency in ms.
+fn probe(addr: &str, route: &str, every: Duration, done: &AtomicBool) -> anyhow::Result<Vec<f64>> {
     let mut latencies = Vec::new();
     while !done.load(Ordering::Relaxed) {
         let t0 = Instant::now();
-        let body = get(addr, "/top")?;
+        let body = get(addr, route)?;
         latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
         if !body.starts_with('{') {
-            bail!("GET /top answered {body}");
+            bail!("GET {route} answered {body}");
         }
         std::thread::sleep(every);
     }
     Ok(latencies)
+}
+
+/// The resident memory of `pid` every second until `done`, in KiB.
+fn sample_rss(pid: u32, done: &AtomicBool) -> Vec<u64> {
+    let mut kib = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        kib.extend(crate::rss::rss_kib(pid));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    kib
 }
 
 /// Value at quantile `p` of sorted `v`.
@@ -114,13 +131,22 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
             Ok(seen)
         }
     });
-    let top_prober = std::thread::spawn({
-        let (addr, done) = (addr.clone(), done.clone());
-        move || probe_top(&addr, Duration::from_millis(10), &done)
+    let probers: Vec<_> = args
+        .probes
+        .iter()
+        .map(|route| {
+            let (addr, done, route) = (addr.clone(), done.clone(), route.clone());
+            std::thread::spawn(move || probe(&addr, &route, Duration::from_millis(10), &done))
+        })
+        .collect();
+    let rss = args.serve_pid.map(|pid| {
+        let done = done.clone();
+        std::thread::spawn(move || sample_rss(pid, &done))
     });
     let pacer = Pacer::new(args.rate);
     let mut messages = GeneratedMessages::new(Generator::new(GeneratorConfig {
         seed: 9,
+        users: args.users,
         start_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_millis() as i64,
@@ -147,10 +173,18 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
     let seen = poller
         .join()
         .map_err(|_| anyhow::anyhow!("the poller panicked"))??;
-    let mut top = top_prober
-        .join()
-        .map_err(|_| anyhow::anyhow!("the /top prober panicked"))??;
-    top.sort_by(f64::total_cmp);
+    let mut probed = Vec::new();
+    for (route, prober) in args.probes.iter().zip(probers) {
+        let mut latencies = prober
+            .join()
+            .map_err(|_| anyhow::anyhow!("the {route} prober panicked"))??;
+        latencies.sort_by(f64::total_cmp);
+        probed.push((route, latencies));
+    }
+    let rss = rss
+        .map(|h| h.join())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("the memory sampler panicked"))?;
     let mut delays: Vec<f64> = Vec::with_capacity(sent_at.len());
     let mut j = 0;
     for (k, sent) in sent_at.iter().enumerate() {
@@ -183,7 +217,8 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
     delays.sort_by(f64::total_cmp);
     let q = |p: f64| quantile(&delays, p);
     println!(
-        "freshness: {total} events at {} events/s (achieved {:.0}/s), {} samples, /stats polled every ~2 ms",
+        "freshness: {total} events of {} users at {} events/s (achieved {:.0}/s), {} samples, /stats polled every ~2 ms",
+        args.users,
         args.rate,
         total as f64 / produce_secs,
         delays.len()
@@ -198,12 +233,60 @@ pub fn run(args: &Options) -> anyhow::Result<()> {
         q(0.999),
         q(1.0)
     );
-    println!(
-        "GET /top meanwhile ({} requests, one every ~10 ms, new connection each): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        top.len(),
-        quantile(&top, 0.5),
-        quantile(&top, 0.99),
-        quantile(&top, 1.0)
-    );
+    if !probed.is_empty() {
+        println!("Read routes meanwhile, each requested every ~10 ms on a new connection:");
+        println!("| route | requests | p50 ms | p99 ms | max ms |");
+        println!("|---|---:|---:|---:|---:|");
+        for (route, lat) in &probed {
+            println!(
+                "| {route} | {} | {:.2} | {:.2} | {:.2} |",
+                lat.len(),
+                quantile(lat, 0.5),
+                quantile(lat, 0.99),
+                quantile(lat, 1.0)
+            );
+        }
+    }
+    if let Some(kib) = rss.filter(|k| !k.is_empty()) {
+        println!("{}", rss_line(&kib));
+    }
     Ok(())
+}
+
+/// The service's memory over the run, from samples a second apart: at the first minute (or the
+/// first sample of a shorter run), at the end, the peak, and the growth between the two.
+fn rss_line(kib: &[u64]) -> String {
+    let mib = |k: u64| k as f64 / 1024.0;
+    let at_minute = kib[kib.len().min(60) - 1];
+    let last = kib[kib.len() - 1];
+    let peak = kib.iter().copied().max().unwrap_or(0);
+    format!(
+        "serve RSS: {:.0} MiB at {} s, {:.0} MiB at the end ({} s), peak {:.0} MiB; growth from then to the end {:+.1}%",
+        mib(at_minute),
+        kib.len().min(60),
+        mib(last),
+        kib.len(),
+        mib(peak),
+        (last as f64 / at_minute.max(1) as f64 - 1.0) * 100.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_growth_is_counted_from_the_first_minute() {
+        let mut kib: Vec<u64> = vec![100 * 1024; 60];
+        kib.extend(vec![110 * 1024; 240]);
+        let line = rss_line(&kib);
+        assert!(
+            line.starts_with(
+                "serve RSS: 100 MiB at 60 s, 110 MiB at the end (300 s), peak 110 MiB"
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("+10.0%"), "{line}");
+        assert!(rss_line(&[2048]).contains("at 1 s"));
+    }
 }

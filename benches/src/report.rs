@@ -15,6 +15,8 @@ pub struct Row {
     pub processes: usize,
     /// Worker threads in each process.
     pub workers: usize,
+    /// Distinct users of the generated events (`None` for a file).
+    pub users: Option<u32>,
     /// Inputs handled per run (accepted or rejected).
     pub events: u64,
     /// Seconds of the median run.
@@ -55,22 +57,44 @@ pub fn per_second(count: u64, seconds: f64) -> f64 {
     count as f64 / seconds.max(f64::MIN_POSITIVE)
 }
 
-/// The rate of the one-process, one-worker row, when measured: the base of the speed-ups.
-fn base_rate(rows: &[Row]) -> Option<f64> {
-    rows.iter().find(|r| r.threads() == 1).map(Row::rate)
+/// The rate of the one-process, one-worker row of the same users as `of`, when measured: the
+/// base of its speed-up.
+fn base_rate(rows: &[Row], of: &Row) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.threads() == 1 && r.users == of.users)
+        .map(Row::rate)
+}
+
+/// `1000000` as `1M`, `10000` as `10k`: user counts in labels.
+fn short_count(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// How the plot labels `r`: `P×W`, and its users when the rows differ in them.
+fn plot_label(rows: &[Row], r: &Row) -> String {
+    match r.users {
+        Some(u) if rows.iter().any(|o| o.users != r.users) => {
+            format!("{} {}u", r.label(), short_count(u))
+        }
+        _ => r.label(),
+    }
 }
 
 const MIB: f64 = (1 << 20) as f64;
 
 /// The table, as markdown.
 pub fn table(rows: &[Row]) -> String {
-    let base = base_rate(rows);
     let kafka = rows.iter().any(|r| r.bare.is_some());
     let archive = rows.iter().any(|r| r.archive.is_some());
     let mut out = String::from(
-        "| processes × workers | events | seconds | events/s | events/s per worker | speed-up over 1×1 | peak RSS MiB | input in memory MiB | freshness p50 ms | p90 ms | p99 ms | max ms |",
+        "| processes × workers | users | events | seconds | events/s | events/s per worker | speed-up over 1×1 | peak RSS MiB | input in memory MiB | freshness p50 ms | p90 ms | p99 ms | max ms |",
     );
-    let mut rule = String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rule =
+        String::from("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if kafka {
         out += " bare consumer msgs/s | pipeline / bare |";
         rule += "---:|---:|";
@@ -84,10 +108,12 @@ pub fn table(rows: &[Row]) -> String {
     out += "\n";
     for r in rows {
         let rate = r.rate();
+        let base = base_rate(rows, r);
         let f = &r.freshness;
         out += &format!(
-            "| {} | {} | {:.3} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {} | {:.3} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
             r.label(),
+            r.users.map_or("-".to_owned(), |u| u.to_string()),
             r.events,
             r.seconds,
             rate,
@@ -123,12 +149,9 @@ pub fn table(rows: &[Row]) -> String {
 /// worded for the reader of the table: a speed-up over 1×1 beyond the worker threads, or beyond
 /// the cores, means the runs were too short to time, not that workers sped each other up.
 pub fn implausible(rows: &[Row], cores: usize) -> Vec<String> {
-    let Some(base) = base_rate(rows) else {
-        return Vec::new();
-    };
     rows.iter()
         .filter_map(|r| {
-            let speed_up = r.rate() / base;
+            let speed_up = r.rate() / base_rate(rows, r)?;
             let bound = match cores {
                 0 => r.threads(),
                 c => r.threads().min(c),
@@ -145,7 +168,7 @@ pub fn implausible(rows: &[Row], cores: usize) -> Vec<String> {
 }
 
 /// The CSV's columns; every row has one value for each (empty where not measured).
-pub const CSV_HEADER: &str = "processes,workers,events,seconds,events_per_sec,events_per_sec_per_worker,peak_rss_bytes,input_bytes,freshness_samples,freshness_p50_ms,freshness_p90_ms,freshness_p99_ms,freshness_max_ms,bare_msgs_per_sec,pipeline_over_bare,archive_events_per_sec,archive_cost,archive_bytes_per_event";
+pub const CSV_HEADER: &str = "processes,workers,users,events,seconds,events_per_sec,events_per_sec_per_worker,peak_rss_bytes,input_bytes,freshness_samples,freshness_p50_ms,freshness_p90_ms,freshness_p99_ms,freshness_max_ms,bare_msgs_per_sec,pipeline_over_bare,archive_events_per_sec,archive_cost,archive_bytes_per_event";
 
 /// The rows as CSV text, [`CSV_HEADER`] first.
 pub fn csv(rows: &[Row]) -> String {
@@ -160,9 +183,10 @@ pub fn csv(rows: &[Row]) -> String {
             |(a, c, b)| (format!("{a:.0}"), format!("{c:.4}"), format!("{b:.2}")),
         );
         out += &format!(
-            "{},{},{},{:.6},{:.0},{:.0},{},{},{},{:.3},{:.3},{:.3},{:.3},{bare},{ratio},{a},{cost},{bytes}\n",
+            "{},{},{},{},{:.6},{:.0},{:.0},{},{},{},{:.3},{:.3},{:.3},{:.3},{bare},{ratio},{a},{cost},{bytes}\n",
             r.processes,
             r.workers,
+            r.users.map_or(String::new(), |u| u.to_string()),
             r.events,
             r.seconds,
             r.rate(),
@@ -247,7 +271,7 @@ where
         .fold(0.0, f64::max)
         .max(1e-9)
         * 1.15;
-    let labels: Vec<String> = rows.iter().map(Row::label).collect();
+    let labels: Vec<String> = rows.iter().map(|r| plot_label(rows, r)).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 14))
         .margin(12)
@@ -314,6 +338,7 @@ mod tests {
         Row {
             processes,
             workers,
+            users: Some(10_000),
             events: 1_000_000,
             seconds,
             peak_rss_bytes: 300 << 20,
@@ -345,8 +370,12 @@ mod tests {
         let text = table(&[row(1, 1, 1.0), row(2, 1, 0.625)]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[2].starts_with("| 1×1 | 1000000 | 1.000 | 1000000 | 1000000 | 1.00x |"));
-        assert!(lines[3].starts_with("| 2×1 | 1000000 | 0.625 | 1600000 | 800000 | 1.60x |"));
+        assert!(
+            lines[2].starts_with("| 1×1 | 10000 | 1000000 | 1.000 | 1000000 | 1000000 | 1.00x |")
+        );
+        assert!(
+            lines[3].starts_with("| 2×1 | 10000 | 1000000 | 0.625 | 1600000 | 800000 | 1.60x |")
+        );
         assert!(implausible(&[row(1, 1, 1.0), row(2, 1, 0.625)], 2).is_empty());
     }
 
@@ -362,6 +391,25 @@ mod tests {
         let rows = [row(1, 1, 1.0), row(2, 2, 0.33)];
         assert_eq!(implausible(&rows, 2).len(), 1);
         assert!(implausible(&rows, 4).is_empty());
+    }
+
+    #[test]
+    fn each_user_count_has_its_own_base_and_label() {
+        let mut million = row(1, 1, 4.0);
+        million.users = Some(1_000_000);
+        let mut million_2 = row(1, 2, 2.0);
+        million_2.users = Some(1_000_000);
+        let rows = [row(1, 1, 1.0), million, million_2];
+        let text = table(&rows);
+        // 1×2 at a million users is twice 1×1 at a million, not half of 1×1 at 10,000.
+        assert!(
+            text.contains("| 1×2 | 1000000 | 1000000 | 2.000 | 500000 | 250000 | 2.00x |"),
+            "{text}"
+        );
+        assert_eq!(plot_label(&rows, &rows[2]), "1×2 1Mu");
+        assert_eq!(plot_label(&rows[..1], &rows[0]), "1×1");
+        let svg = plot("bench", &rows).unwrap();
+        assert!(svg.contains("1×1 10ku"));
     }
 
     #[test]

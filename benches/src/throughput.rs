@@ -41,8 +41,8 @@ pub struct Options {
     pub processes: Vec<usize>,
     /// Events per run (generated sources).
     pub events: u64,
-    /// Distinct users (generated sources).
-    pub users: u32,
+    /// Distinct user counts to measure (generated sources), each over the same number of events.
+    pub users: Vec<u32>,
     /// Runs per configuration.
     pub runs: usize,
     /// Synthetic filters in force.
@@ -101,59 +101,111 @@ impl Combined {
     }
 }
 
+/// One input to measure: generated with a number of users, or a file.
+struct Prepared {
+    /// The generated users (`None` for a file).
+    users: Option<u32>,
+    input: RunInput,
+    topic: Option<BenchTopic>,
+}
+
+/// The inputs to measure: one per user count for generated sources, the file otherwise.
+fn prepare(opts: &Options) -> anyhow::Result<Vec<Prepared>> {
+    if let Source::File(path) = &opts.source {
+        if !path.exists() {
+            bail!("--input {} does not exist", path.display());
+        }
+        return Ok(vec![Prepared {
+            users: None,
+            input: RunInput::File(path.clone()),
+            topic: None,
+        }]);
+    }
+    if opts.users.is_empty() {
+        bail!("give at least one user count");
+    }
+    opts.users
+        .iter()
+        .map(|&users| {
+            let (input, topic) = match &opts.source {
+                Source::Kafka {
+                    brokers,
+                    partitions,
+                    ..
+                } => {
+                    let t = BenchTopic::fill(brokers.as_deref(), *partitions, opts.events, users)?;
+                    let input = RunInput::Kafka {
+                        brokers: t.brokers.clone(),
+                        topic: t.topic.clone(),
+                        ranges: t.ranges.clone(),
+                        archive: None,
+                    };
+                    (input, Some(t))
+                }
+                _ => (
+                    RunInput::Memory {
+                        events: opts.events,
+                        users,
+                    },
+                    None,
+                ),
+            };
+            Ok(Prepared {
+                users: Some(users),
+                input,
+                topic,
+            })
+        })
+        .collect()
+}
+
 /// Runs every configuration `runs` times, prints the table and writes the CSV and the plot.
+/// Runs alternate between the configurations (run 1 of each, then run 2 of each, ...), so
+/// that a slow spell of the machine falls on all of them alike and their ratios are paired.
 pub fn run(opts: &Options) -> anyhow::Result<()> {
     if opts.workers.is_empty() || opts.processes.is_empty() {
         bail!("give at least one worker count and one process count");
     }
-    let (input, topic) = match &opts.source {
-        Source::Memory => (
-            RunInput::Memory {
-                events: opts.events,
-                users: opts.users,
-            },
-            None,
-        ),
-        Source::File(path) => {
-            if !path.exists() {
-                bail!("--input {} does not exist", path.display());
+    let inputs = prepare(opts)?;
+    let mut configs = Vec::new();
+    for (i, _) in inputs.iter().enumerate() {
+        for &processes in &opts.processes {
+            for &workers in &opts.workers {
+                configs.push((i, processes, workers));
             }
-            (RunInput::File(path.clone()), None)
-        }
-        Source::Kafka {
-            brokers,
-            partitions,
-            ..
-        } => {
-            let t = BenchTopic::fill(brokers.as_deref(), *partitions, opts.events, opts.users)?;
-            let input = RunInput::Kafka {
-                brokers: t.brokers.clone(),
-                topic: t.topic.clone(),
-                ranges: t.ranges.clone(),
-                archive: None,
-            };
-            (input, Some(t))
-        }
-    };
-    let mut rows = Vec::new();
-    for &processes in &opts.processes {
-        for &workers in &opts.workers {
-            let samples = (0..opts.runs.max(1))
-                .map(|run| {
-                    eprintln!(
-                        "bench: {processes} process(es) × {workers} worker(s), run {}/{}",
-                        run + 1,
-                        opts.runs.max(1)
-                    );
-                    sample(opts, &input, topic.as_ref(), processes, workers)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            rows.push(row(processes, workers, samples));
         }
     }
-    let title = heading(opts, topic.as_ref());
+    let runs = opts.runs.max(1);
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configs.len()];
+    for run in 0..runs {
+        for (c, &(i, processes, workers)) in configs.iter().enumerate() {
+            let at = &inputs[i];
+            let users = at.users.map_or(String::new(), |u| format!(", {u} users"));
+            eprintln!(
+                "bench: {processes} process(es) × {workers} worker(s){users}, run {}/{runs}",
+                run + 1
+            );
+            samples[c].push(sample(
+                opts,
+                &at.input,
+                at.topic.as_ref(),
+                processes,
+                workers,
+            )?);
+        }
+    }
+    let paired = paired_by_users(&configs, &inputs, &samples);
+    let rows: Vec<Row> = configs
+        .iter()
+        .zip(samples)
+        .map(|(&(i, processes, workers), s)| row(processes, workers, inputs[i].users, s))
+        .collect();
+    let title = heading(opts, inputs[0].topic.as_ref());
     println!("{title}");
     print!("{}", report::table(&rows));
+    for line in paired {
+        println!("{line}");
+    }
     for warning in report::implausible(&rows, cores()) {
         println!("note: {warning}");
     }
@@ -168,6 +220,42 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With several user counts: for each processes × workers, the time of each user count against
+/// the first, as the median of the ratios of runs made one after the other.
+fn paired_by_users(
+    configs: &[(usize, usize, usize)],
+    inputs: &[Prepared],
+    samples: &[Vec<Sample>],
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (c, &(i, processes, workers)) in configs.iter().enumerate() {
+        if i == 0 {
+            continue;
+        }
+        let Some(base) = configs
+            .iter()
+            .position(|&(j, p, w)| j == 0 && p == processes && w == workers)
+        else {
+            continue;
+        };
+        let ratios: Vec<f64> = samples[c]
+            .iter()
+            .zip(&samples[base])
+            .map(|(s, b)| s.views.seconds / b.views.seconds.max(f64::MIN_POSITIVE))
+            .collect();
+        let (Some(u), Some(u0)) = (inputs[i].users, inputs[0].users) else {
+            continue;
+        };
+        lines.push(format!(
+            "paired: {processes}×{workers}, {u} users take {:.2}x the time of {u0} users (median of {} runs; each {:?})",
+            median(ratios.clone()),
+            ratios.len(),
+            ratios.iter().map(|r| (r * 100.0).round() / 100.0).collect::<Vec<_>>()
+        ));
+    }
+    lines
+}
+
 /// What the table measured, in one line.
 fn heading(opts: &Options, topic: Option<&BenchTopic>) -> String {
     let source = match (&opts.source, topic) {
@@ -180,7 +268,10 @@ fn heading(opts: &Options, topic: Option<&BenchTopic>) -> String {
     };
     let generated = match opts.source {
         Source::File(_) => String::new(),
-        _ => format!(" events={} users={}", opts.events, opts.users),
+        _ => {
+            let users: Vec<String> = opts.users.iter().map(u32::to_string).collect();
+            format!(" events={} users={}", opts.events, users.join(","))
+        }
     };
     format!(
         "emoflow bench: source={source}{generated} filters={} runs={} cores={} (median run)",
@@ -300,7 +391,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// A configuration's row: the median run by time, and the paired medians for Kafka.
-fn row(processes: usize, workers: usize, mut samples: Vec<Sample>) -> Row {
+fn row(processes: usize, workers: usize, users: Option<u32>, mut samples: Vec<Sample>) -> Row {
     let bare = samples
         .iter()
         .map(|s| s.bare.map(|b| (b, s.views.rate() / b)))
@@ -332,6 +423,7 @@ fn row(processes: usize, workers: usize, mut samples: Vec<Sample>) -> Row {
     Row {
         processes,
         workers,
+        users,
         events: mid.events,
         seconds: mid.seconds,
         peak_rss_bytes: mid.peak_rss_bytes,

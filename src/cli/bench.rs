@@ -41,9 +41,18 @@ pub struct BenchArgs {
     /// Events per run (generated sources).
     #[arg(long, default_value_t = 2_000_000, env = "EMOFLOW_BENCH_EVENTS", value_parser = whole::<u64>(1, ANY), allow_negative_numbers = true)]
     pub events: u64,
-    /// Distinct users (generated sources).
-    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_BENCH_USERS", value_parser = whole::<u32>(1, ANY), allow_negative_numbers = true)]
-    pub users: u32,
+    /// Distinct user counts to measure (generated sources), comma-separated: each is a run of
+    /// the same number of events, alternated with the others and paired with the first (for
+    /// example `10000,1000000` to see what a million users cost).
+    #[arg(
+        long,
+        default_value = "10000",
+        value_delimiter = ',',
+        env = "EMOFLOW_BENCH_USERS",
+        value_parser = whole::<u32>(1, ANY),
+        allow_negative_numbers = true
+    )]
+    pub users: Vec<u32>,
     /// Runs per worker count; the table shows the median.
     #[arg(long, default_value_t = 3, env = "EMOFLOW_BENCH_RUNS", value_parser = whole::<usize>(1, 1000), allow_negative_numbers = true)]
     pub runs: usize,
@@ -106,6 +115,33 @@ pub struct FreshnessArgs {
     /// The producer's linger (batching delay) in ms, part of the measured time.
     #[arg(long, default_value_t = 5, env = "EMOFLOW_LINGER_MS", value_parser = whole::<u64>(0, 10_000), allow_negative_numbers = true)]
     pub linger_ms: u64,
+    /// Distinct users of the produced events.
+    #[arg(long, default_value_t = 10_000, env = "EMOFLOW_BENCH_USERS", value_parser = whole::<u32>(1, ANY), allow_negative_numbers = true)]
+    pub users: u32,
+    /// Read routes to request meanwhile, comma-separated, each every ~10 ms (for example
+    /// `/top,/stats,/sessions,/sessions/user-1`).
+    #[arg(
+        long,
+        default_value = "/top",
+        value_delimiter = ',',
+        env = "EMOFLOW_BENCH_PROBE",
+        value_parser = route
+    )]
+    pub probe: Vec<String>,
+    /// The service's process id, to report its memory over the run.
+    #[arg(long, env = "EMOFLOW_SERVE_PID")]
+    pub serve_pid: Option<u32>,
+}
+
+/// A read route to probe: a path from the root.
+fn route(s: &str) -> Result<String, String> {
+    if s.starts_with('/') && !s.contains(char::is_whitespace) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a route: give a path such as /sessions"
+        ))
+    }
 }
 
 /// `emoflow bench-subscribers`.
