@@ -74,6 +74,9 @@ struct UserState {
     sessions: UserSessions,
     /// The key under which the user waits in the eviction queue, if they do.
     queued_at: Option<i64>,
+    /// Where the user's newest change of this time is in the worker's buffer, plus one (0:
+    /// none), so that the next change can cancel it.
+    last_change: u32,
 }
 
 /// The session changes of one dataflow time, of every user of the worker: one buffer for all
@@ -84,8 +87,20 @@ struct UserState {
 struct SessionChanges(Vec<((Sym, Session), isize)>);
 
 impl SessionChanges {
-    fn record(&mut self, user: Sym, s: Session, diff: isize) {
+    /// Records a change of `user`'s, cancelling their previous one when it undoes it (`-new`
+    /// after `+new`): a heavy user then leaves about one change per event, not two. `last` is
+    /// the user's [`UserState::last_change`]; a stale one (from an earlier time) can only point
+    /// at an entry of another user or session, or at one it may rightly cancel.
+    fn record(&mut self, last: &mut u32, user: Sym, s: Session, diff: isize) {
+        if let Some(entry) = last.checked_sub(1).and_then(|i| self.0.get_mut(i as usize)) {
+            if entry.0 == (user, s) && entry.1 == -diff {
+                entry.1 = 0;
+                *last = 0;
+                return;
+            }
+        }
         self.0.push(((user, s), diff));
+        *last = u32::try_from(self.0.len()).unwrap_or(0);
     }
 
     /// The time's net changes, by user: the buffer is kept for the next time.
@@ -206,7 +221,7 @@ impl RetainedState {
             state
                 .sessions
                 .insert(ts, gap, |t| cfg.bucket_of(t), &mut |s, d| {
-                    changes.record(user, s, d)
+                    changes.record(&mut state.last_change, user, s, d)
                 });
             self.requeue(user);
         }
@@ -234,7 +249,7 @@ impl RetainedState {
             state
                 .sessions
                 .evict(|p| !cfg.retains(p.start_ms, horizon), &mut |s, d| {
-                    changes.record(user, s, d)
+                    changes.record(&mut state.last_change, user, s, d)
                 });
             self.requeue(user);
         }
