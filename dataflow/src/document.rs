@@ -282,24 +282,12 @@ impl Head {
 impl ViewsDocument {
     /// Renders `state`. `filter_ids` are the filters in force (shown even with no match).
     pub fn render(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
-        let head = Head::of(state, cfg, filter_ids);
-        ViewsDocument {
-            total: head.total,
-            counts: head.counts,
-            event_types: head.event_types,
-            top: head.top,
-            windows: head.windows,
-            sessions: sessions(state),
-            filters: head.filters,
-            rejected: head.rejected,
-            as_of: head.as_of,
-        }
+        Head::of(state, cfg, filter_ids).with_sessions(sessions(state))
     }
 
     /// [`ViewsDocument::render`] without `sessions.by_user` (left empty), for those who read
     /// each user's sessions from the state a few at a time: the summary is the same.
     pub fn render_summary(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
-        let head = Head::of(state, cfg, filter_ids);
         let users = state.users_with_sessions();
         let mut sum = SummarySum::default();
         for user in &users {
@@ -307,19 +295,26 @@ impl ViewsDocument {
                 sum.add(&s);
             }
         }
+        Head::of(state, cfg, filter_ids).with_sessions(SessionsDoc {
+            summary: sum.summary(users.len()),
+            by_user: BTreeMap::new(),
+        })
+    }
+}
+
+impl Head {
+    /// The whole document: this head and `sessions`.
+    fn with_sessions(self, sessions: SessionsDoc) -> ViewsDocument {
         ViewsDocument {
-            total: head.total,
-            counts: head.counts,
-            event_types: head.event_types,
-            top: head.top,
-            windows: head.windows,
-            sessions: SessionsDoc {
-                summary: sum.summary(users.len()),
-                by_user: BTreeMap::new(),
-            },
-            filters: head.filters,
-            rejected: head.rejected,
-            as_of: head.as_of,
+            total: self.total,
+            counts: self.counts,
+            event_types: self.event_types,
+            top: self.top,
+            windows: self.windows,
+            sessions,
+            filters: self.filters,
+            rejected: self.rejected,
+            as_of: self.as_of,
         }
     }
 }
