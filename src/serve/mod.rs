@@ -331,6 +331,9 @@ impl Service {
         if let Some(load) = load {
             load.stop();
         }
+        // The HTTP tasks still open (a live stream, say) hold the API's state, and with it the
+        // ingest producer and the hub's clients: they end here, not after the broker has gone.
+        runtime.shutdown_timeout(STOP_PATIENCE);
         stop_poller.store(true, Ordering::Relaxed);
         run.stop();
         let out = run.wait();
