@@ -149,16 +149,24 @@ impl SummarySum {
 
     /// The summary of what was added, over `users` users.
     pub fn summary(&self, users: usize) -> SessionSummary {
-        let n = self.n;
-        let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
-        SessionSummary {
+        SessionSummary::of_sums(
             users,
-            sessions: n,
-            mean_duration_ms: mean(self.duration as f64),
-            mean_events: mean(self.events as f64),
-            mean_rate_per_min: mean(self.rate),
-        }
+            self.n,
+            self.duration as f64,
+            self.events as f64,
+            self.rate,
+        )
     }
+}
+
+/// The sessions summary of `state` over `users` (those with sessions, sorted), summed in the
+/// documents' order: by user, then newest first.
+pub(crate) fn summary_in_user_order(state: &ViewState, users: &[&str]) -> SessionSummary {
+    let mut sum = SummarySum::default();
+    for user in users {
+        state.held_sessions(user).iter().for_each(|s| sum.add(s));
+    }
+    sum.summary(users.len())
 }
 
 /// The lifetime ties-aware top-K the dataflow maintains (K from the configuration).
@@ -289,14 +297,8 @@ impl ViewsDocument {
     /// each user's sessions from the state a few at a time: the summary is the same.
     pub fn render_summary(state: &ViewState, cfg: &ViewConfig, filter_ids: &[String]) -> Self {
         let users = state.users_with_sessions();
-        let mut sum = SummarySum::default();
-        for user in &users {
-            for s in state.sessions_of(user).unwrap_or_default() {
-                sum.add(&s);
-            }
-        }
         Head::of(state, cfg, filter_ids).with_sessions(SessionsDoc {
-            summary: sum.summary(users.len()),
+            summary: summary_in_user_order(state, &users),
             by_user: BTreeMap::new(),
         })
     }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::ViewConfig;
 use crate::document::{
-    FilterDoc, Head, SessionDoc, SessionSummary, SummarySum, TopEntry, WindowDoc,
+    summary_in_user_order, FilterDoc, Head, SessionDoc, SessionSummary, TopEntry, WindowDoc,
 };
 use crate::snapshot::ViewState;
 
@@ -55,8 +55,13 @@ impl Serialize for ByUser<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.users.len()))?;
         for &user in &self.users {
-            let list = self.state.sessions_of(user).unwrap_or_default();
-            let docs: Vec<SessionDoc> = list.into_iter().map(SessionDoc::from).collect();
+            let docs: Vec<SessionDoc> = self
+                .state
+                .held_sessions(user)
+                .iter()
+                .copied()
+                .map(SessionDoc::from)
+                .collect();
             map.serialize_entry(user, &docs)?;
         }
         map.end()
@@ -74,12 +79,7 @@ pub fn write_document(
     out: impl Write,
 ) -> serde_json::Result<()> {
     let users = state.users_with_sessions();
-    let mut sum = SummarySum::default();
-    for user in &users {
-        for s in state.sessions_of(user).unwrap_or_default() {
-            sum.add(&s);
-        }
-    }
+    let summary = summary_in_user_order(state, &users);
     let head = Head::of(state, cfg, filter_ids);
     let doc = Streamed {
         total: head.total,
@@ -88,7 +88,7 @@ pub fn write_document(
         top: head.top,
         windows: head.windows,
         sessions: StreamedSessions {
-            summary: sum.summary(users.len()),
+            summary,
             by_user: (shown == SessionsShown::All).then_some(ByUser { state, users }),
         },
         filters: head.filters,

@@ -28,6 +28,33 @@ pub struct SessionSummary {
     pub mean_rate_per_min: f64,
 }
 
+impl SessionSummary {
+    /// The summary of `sessions` sessions of `users` users from their sums (durations, events
+    /// and rates): means over sessions, 0 when there are none.
+    pub(crate) fn of_sums(
+        users: usize,
+        sessions: usize,
+        duration_ms: f64,
+        events: f64,
+        rate: f64,
+    ) -> Self {
+        let mean = |x: f64| {
+            if sessions == 0 {
+                0.0
+            } else {
+                x / sessions as f64
+            }
+        };
+        SessionSummary {
+            users,
+            sessions,
+            mean_duration_ms: mean(duration_ms),
+            mean_events: mean(events),
+            mean_rate_per_min: mean(rate),
+        }
+    }
+}
+
 /// Sums over every retained session, and the sessions that are active.
 #[derive(Debug, Clone)]
 pub struct SessionTotals {
@@ -129,15 +156,13 @@ impl SessionTotals {
 
     /// The summary: users, sessions and the means over sessions.
     pub fn summary(&self) -> SessionSummary {
-        let n = self.sessions;
-        let mean = |x: f64| if n == 0 { 0.0 } else { x / n as f64 };
-        SessionSummary {
-            users: self.users,
-            sessions: n,
-            mean_duration_ms: mean(self.duration_ms as f64),
-            mean_events: mean(self.events as f64),
-            mean_rate_per_min: mean(self.rate as f64 / RATE_SCALE),
-        }
+        SessionSummary::of_sums(
+            self.users,
+            self.sessions,
+            self.duration_ms as f64,
+            self.events as f64,
+            self.rate as f64 / RATE_SCALE,
+        )
     }
 
     /// Sessions whose `end_ms` is within the session gap of the newest session's end.

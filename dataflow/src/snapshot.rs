@@ -245,7 +245,7 @@ impl ViewState {
 
     /// Applies changes to one user's sessions: one look-up and one new list for all of them
     /// (a worker sends a user's changes of a time together: `-old +new`).
-    pub fn apply_sessions(
+    fn apply_sessions(
         &mut self,
         user: Arc<str>,
         changes: impl IntoIterator<Item = (Session, isize)>,
@@ -329,6 +329,12 @@ impl ViewState {
     /// The sessions of `user` still retained, newest first; `None` for a user never seen.
     pub fn sessions_of(&self, user: &str) -> Option<Vec<Session>> {
         self.sessions.get(user).map(|list| list.to_vec())
+    }
+
+    /// The sessions of `user` still retained, newest first, as held (none for a user never
+    /// seen): for reading every user's sessions without a copy each.
+    pub fn held_sessions(&self, user: &str) -> &[Session] {
+        self.sessions.get(user).map_or(&[], |list| list)
     }
 
     /// Every user's sessions, sorted by user (a stable order for floating-point sums).

@@ -221,8 +221,8 @@ fn write_sessions(state: &ViewState, path: &Path, rows_per_batch: usize) -> Resu
     write_parquet_atomically(path, SessionColumns::schema(), parquet_properties(), |w| {
         let mut columns = SessionColumns::new();
         for user in state.users_with_sessions() {
-            for s in state.sessions_of(user).unwrap_or_default() {
-                columns.push(user, &s);
+            for s in state.held_sessions(user) {
+                columns.push(user, s);
             }
             if columns.rows >= rows_per_batch {
                 write_batch(w, &columns.take()?)?;
