@@ -6,19 +6,8 @@
 #   benches/live_users.sh [--users N] [--rate R] [--seconds S] [--probe ROUTES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${BIN:-target/release/emoflow}
-[ -x "$bin" ] || cargo build --release
-dir=$(mktemp -d)
-port=${PORT:-18098}
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" --no-archive >"$dir/serve.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do
-  grep -q 'serving http' "$dir/serve.log" && break
-  sleep 0.1
-done
-brokers=$(grep -o 'broker at [0-9.:]*' "$dir/serve.log" | cut -d' ' -f3)
-[ -n "$brokers" ] || { cat "$dir/serve.log"; exit 1; }
+default_port=18098
+. benches/serve_embedded.sh
 defaults=(--users 1000000 --rate 20000 --seconds 300
   --probe /sessions,/sessions/user-1,/stats,/top)
 [ $# -gt 0 ] && defaults=()
